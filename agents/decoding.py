@@ -1,0 +1,111 @@
+"""One-token-at-a-time decoding of a batch of prompts with the transformers KV cache.
+
+Prompts of different lengths are left-padded so that every row's next token sits in the
+last column; the attention mask hides the padding and the position ids count real tokens
+only, so a row's logits do not depend on how much padding its batch needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+from transformers.cache_utils import DynamicCache
+
+from arith_gym.tokenizer import PAD_ID
+
+
+def left_pad(prompts: Sequence[np.ndarray], device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+    """``input_ids``, ``attention_mask`` and ``position_ids`` of left-padded ``prompts``."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("left_pad needs at least one prompt, each with at least one token")
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), PAD_ID, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt) :] = torch.as_tensor(prompt, dtype=torch.long)
+        attention[row, width - len(prompt) :] = 1
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    return input_ids.to(device), attention.to(device), positions.to(device)
+
+
+class CachedDecoder:
+    """Feeds a causal LM one new token per row per call, keeping its KV cache.
+
+    ``start(prompts)`` runs the prompts and returns the outputs at their last token;
+    each ``step(tokens)`` appends one token per row and returns the outputs there. Rows that
+    are finished may be fed anything: their outputs are simply ignored by the caller.
+    """
+
+    def __init__(self, model: PreTrainedModel | torch.nn.Module) -> None:
+        self.model = model
+        self.cache: DynamicCache | None = None
+        self.attention: torch.Tensor | None = None
+        self.next_position: torch.Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def start(self, prompts: Sequence[np.ndarray]):
+        input_ids, self.attention, positions = left_pad(prompts, self.device)
+        self.cache = DynamicCache()
+        self.next_position = positions[:, -1] + 1
+        return self._forward(input_ids, positions)
+
+    def step(self, tokens: torch.Tensor):
+        if self.cache is None:
+            raise RuntimeError("call start(prompts) before step(tokens)")
+        ones = torch.ones((len(tokens), 1), dtype=self.attention.dtype, device=self.device)
+        self.attention = torch.cat([self.attention, ones], dim=1)
+        positions = self.next_position[:, None]
+        self.next_position = self.next_position + 1
+        return self._forward(tokens.view(-1, 1).to(self.device), positions)
+
+    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor):
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=self.attention,
+            position_ids=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+
+
+class NaiveDecoder(CachedDecoder):
+    """Same interface as :class:`CachedDecoder`, but re-runs the whole context every token.
+
+    This is what a policy without a KV cache (the paper's code, stable-baselines3) does; it
+    exists to validate the cached decoder and to measure what the cache saves.
+    """
+
+    def start(self, prompts: Sequence[np.ndarray]):
+        self.input_ids, self.attention, self.positions = left_pad(prompts, self.device)
+        return self._full_forward()
+
+    def step(self, tokens: torch.Tensor):
+        tokens = tokens.view(-1, 1).to(self.device)
+        self.input_ids = torch.cat([self.input_ids, tokens], dim=1)
+        self.attention = torch.cat([self.attention, torch.ones_like(tokens)], dim=1)
+        self.positions = torch.cat([self.positions, self.positions[:, -1:] + 1], dim=1)
+        return self._full_forward()
+
+    def _full_forward(self):
+        return self.model(
+            input_ids=self.input_ids,
+            attention_mask=self.attention,
+            position_ids=self.positions,
+            use_cache=False,
+        )
+
+
+def choose_tokens(
+    logits: torch.Tensor, temperature: float | None, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Greedy tokens when ``temperature`` is None, else samples from ``softmax(logits / T)``."""
+    if temperature is None:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -1,0 +1,81 @@
+"""Play whole episodes of the arith_gym vector env with a language model (no training data).
+
+The environment judges every episode: it owns the text format, termination and reward, so
+evaluation and pre-training checks can never disagree with what RL optimises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from transformers import PreTrainedModel
+
+import arith_gym  # noqa: F401  (registers the environment)
+from agents.decoding import CachedDecoder, choose_tokens
+from arith_gym.tokenizer import encode
+
+ENV_ID = "arith_gym/Addition-v0"
+
+
+def make_vector_env(num_envs: int, comfort_digits: int, split: str, **kwargs) -> gym.vector.VectorEnv:
+    """The native batched env with autoreset off: finished rows wait until the batch is done."""
+    return gym.make_vec(
+        ENV_ID,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        comfort_digits=comfort_digits,
+        split=split,
+        autoreset_mode=AutoresetMode.DISABLED,
+        **kwargs,
+    )
+
+
+@torch.no_grad()
+def play_episodes(
+    model: PreTrainedModel,
+    operands: Sequence[tuple[int, int]],
+    comfort_digits: int,
+    split: str,
+    temperature: float | None,
+    generator: torch.Generator | None = None,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, list[str]]:
+    """Whether each forced problem was solved, and the generated texts.
+
+    ``temperature=None`` decodes greedily. ``split`` only sizes the env's context: pass the
+    smallest split whose operands are at least as long as the given ones.
+    """
+    correct = np.zeros(len(operands), dtype=bool)
+    texts: list[str] = [""] * len(operands)
+    for start in range(0, len(operands), batch_size):
+        chunk = list(operands[start : start + batch_size])
+        env = make_vector_env(len(chunk), comfort_digits, split)
+        solved, chunk_texts = _play_batch(model, env, chunk, temperature, generator)
+        env.close()
+        correct[start : start + len(chunk)] = solved
+        texts[start : start + len(chunk)] = chunk_texts
+    return correct, texts
+
+
+def _play_batch(model, env, operands, temperature, generator) -> tuple[np.ndarray, list[str]]:
+    _, info = env.reset(options={"operands": operands})
+    decoder = CachedDecoder(model)
+    logits = decoder.start([encode(p) for p in info["prompt"]]).logits[:, -1]
+    done = np.zeros(len(operands), dtype=bool)
+    correct = np.zeros(len(operands), dtype=bool)
+    texts = [""] * len(operands)
+    while not done.all():
+        actions = choose_tokens(logits, temperature, generator)
+        _, _, terminated, truncated, info = env.step(actions.cpu().numpy())
+        ended = (terminated | truncated) & ~done
+        for row in np.flatnonzero(ended):
+            correct[row] = bool(info["correct"][row])
+            texts[row] = str(info["text"][row])
+        done |= ended
+        if not done.all():
+            logits = decoder.step(actions).logits[:, -1]
+    return correct, texts

@@ -1,0 +1,116 @@
+"""Accuracy of a model on the addition task, with 95% confidence intervals.
+
+The reference-model table follows the paper's Tables 4 and 5: for a model trained on 1..N
+digits, columns N, N+1, N+2, N+3 digits; "identical" problems have both operands that long,
+"varying" ones have one operand that long (side drawn uniformly) and the other 1..that long.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from agents.episodes import play_episodes
+from arith_gym.operands import sample_number
+
+KINDS = ("identical", "varying")
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """``successes`` out of ``total`` with a Wilson 95% interval."""
+
+    successes: int
+    total: int
+
+    @property
+    def rate(self) -> float:
+        return self.successes / self.total if self.total else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.successes, self.total)
+
+    def __str__(self) -> str:
+        low, high = self.interval
+        return f"{100 * self.rate:5.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (sound at 0% and 100%, unlike Wald's)."""
+    if total <= 0:
+        return (float("nan"), float("nan"))
+    p = successes / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def problems_with_digits(
+    rng: np.random.Generator, digits: int, kind: str, count: int
+) -> list[tuple[int, int]]:
+    """``count`` problems whose longest operand has ``digits`` digits (see module docstring)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    problems = []
+    for _ in range(count):
+        if kind == "identical":
+            problems.append((sample_number(rng, digits), sample_number(rng, digits)))
+            continue
+        other = sample_number(rng, int(rng.integers(1, digits + 1)))
+        longest = sample_number(rng, digits)
+        problems.append((longest, other) if rng.random() < 0.5 else (other, longest))
+    return problems
+
+
+def split_for(digits: int, comfort_digits: int) -> str:
+    """The smallest env split whose context fits operands of ``digits`` digits."""
+    return "comfort" if digits <= comfort_digits else f"plus{digits - comfort_digits}"
+
+
+def length_table(
+    model: PreTrainedModel,
+    comfort_digits: int,
+    problems_per_cell: int = 1000,
+    temperature: float | None = None,
+    offsets: tuple[int, ...] = (0, 1, 2, 3),
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict[tuple[str, int], Accuracy]:
+    """Exact-match accuracy per (kind, digits) cell; greedy when ``temperature`` is None."""
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    table = {}
+    for kind in KINDS:
+        for offset in offsets:
+            digits = comfort_digits + offset
+            problems = problems_with_digits(rng, digits, kind, problems_per_cell)
+            solved, _ = play_episodes(
+                model,
+                problems,
+                comfort_digits,
+                split_for(digits, comfort_digits),
+                temperature,
+                generator,
+                batch_size,
+            )
+            table[(kind, digits)] = Accuracy(int(solved.sum()), len(solved))
+    return table
+
+
+def format_length_table(table: dict[tuple[str, int], Accuracy], comfort_digits: int, title: str = "") -> str:
+    """Markdown table: a row per kind, a column per digit count (N, N+1, ...)."""
+    digit_counts = sorted({digits for _, digits in table})
+    header = "| " + " | ".join(
+        ["", *(f"{d} digits" + (" (N)" if d == comfort_digits else "") for d in digit_counts)]
+    )
+    lines = [f"**{title}**" if title else "", header + " |", "|" + "---|" * (len(digit_counts) + 1)]
+    for kind in KINDS:
+        cells = [str(table[(kind, d)]) for d in digit_counts if (kind, d) in table]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(line for line in lines if line) + "\n"

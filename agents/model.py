@@ -1,0 +1,159 @@
+"""GPT-2 with the arith_gym character vocabulary: size presets, tokenizer, save and load.
+
+A model directory is a plain ``save_pretrained`` directory (safetensors weights,
+``config.json``, tokenizer files) that ``AutoModelForCausalLM.from_pretrained`` and
+``AutoTokenizer.from_pretrained`` load offline, plus ``arith_gym.json`` that records the
+task it was trained for (``comfort_digits``) and the RL sampling temperature.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerFast
+
+from arith_gym.tokenizer import PAD_ID, PAD_TOKEN, VOCAB, VOCAB_SIZE
+
+TASK_FILE = "arith_gym.json"
+CHECKPOINTS_DIR = Path(__file__).parent / "checkpoints"
+DEFAULT_REFERENCE = CHECKPOINTS_DIR / "gpt2-tiny-n3"
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Shape of a GPT-2 body. ``n_positions`` bounds prompt + generated tokens."""
+
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_positions: int = 1024
+
+
+SIZES: dict[str, ModelSize] = {
+    # CPU-friendly: trains in minutes on 2 cores, ships under 5 MB.
+    "tiny": ModelSize(n_layer=4, n_embd=128, n_head=4),
+    "small": ModelSize(n_layer=6, n_embd=256, n_head=8),
+    # GPT-2 small's body (the paper's model), ~85M parameters with this vocabulary.
+    "paper": ModelSize(n_layer=12, n_embd=768, n_head=12),
+}
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a reference model was trained for, saved as ``arith_gym.json`` beside ``config.json``."""
+
+    comfort_digits: int
+    temperature: float = 1.0
+    size: str = "tiny"
+    notes: str = ""
+
+
+class CheckpointError(ValueError):
+    """A model directory is missing, incomplete or does not fit the arith_gym vocabulary."""
+
+
+def build_model(size: str | ModelSize = "tiny", seed: int | None = None) -> GPT2LMHeadModel:
+    """A freshly initialised GPT-2 with the arith_gym vocabulary and dropout off."""
+    shape = _size(size)
+    if seed is not None:
+        torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=VOCAB_SIZE,
+        n_positions=shape.n_positions,
+        n_embd=shape.n_embd,
+        n_layer=shape.n_layer,
+        n_head=shape.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=PAD_ID,
+        eos_token_id=PAD_ID,
+        pad_token_id=PAD_ID,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def _size(size: str | ModelSize) -> ModelSize:
+    if isinstance(size, ModelSize):
+        return size
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
+    return SIZES[size]
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A ``PreTrainedTokenizerFast`` with exactly the ids of ``arith_gym.tokenizer``."""
+    vocab = {token: i for i, token in enumerate(VOCAB)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=PAD_TOKEN))
+    # One token per character, newlines included.
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token=PAD_TOKEN,
+        clean_up_tokenization_spaces=False,
+        model_input_names=["input_ids", "attention_mask"],
+    )
+
+
+def save_reference(model: PreTrainedModel, out_dir: str | Path, task: TaskInfo) -> Path:
+    """Save ``model``, the tokenizer and ``arith_gym.json`` into ``out_dir`` (safetensors)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    build_tokenizer().save_pretrained(out)
+    (out / TASK_FILE).write_text(json.dumps(asdict(task), indent=2) + "\n")
+    return out
+
+
+def load_task_info(model_dir: str | Path) -> TaskInfo:
+    """Read ``arith_gym.json`` of a model directory."""
+    path = Path(model_dir) / TASK_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{model_dir} has no {TASK_FILE}: not an arith_gym reference model directory")
+    try:
+        return TaskInfo(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from err
+
+
+def load_reference(model_dir: str | Path = DEFAULT_REFERENCE) -> tuple[GPT2LMHeadModel, TaskInfo]:
+    """Load a reference model directory offline, checking it fits the arith_gym vocabulary.
+
+    Raises:
+        CheckpointError: the directory is missing, lacks a file, is corrupt, or its
+            vocabulary differs from ``arith_gym.tokenizer.VOCAB``.
+    """
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise CheckpointError(f"reference model directory {path} does not exist")
+    for required in ("config.json", "model.safetensors"):
+        if not (path / required).is_file():
+            raise CheckpointError(f"{path} has no {required}: not a complete model directory")
+    task = load_task_info(path)
+    try:
+        model = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
+    except Exception as err:  # transformers raises many types for a damaged directory
+        raise CheckpointError(f"could not load the model in {path}: {err}") from err
+    check_vocabulary(model)
+    model.eval()
+    return model, task
+
+
+def check_vocabulary(model: PreTrainedModel) -> None:
+    """Raise ``CheckpointError`` unless ``model`` reads and writes arith_gym token ids."""
+    size = model.get_input_embeddings().num_embeddings
+    if size != VOCAB_SIZE or model.config.vocab_size != VOCAB_SIZE:
+        raise CheckpointError(
+            f"model vocabulary has {size} tokens but arith_gym's has {VOCAB_SIZE}: "
+            "a reference model must be trained with arith_gym.tokenizer.VOCAB"
+        )
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters (each shared tensor counted once)."""
+    return sum(p.numel() for p in model.parameters())

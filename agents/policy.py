@@ -1,0 +1,76 @@
+"""The RL policy: a causal LM whose next-token distribution is the action distribution,
+plus a value head on its last hidden state.
+
+Sampling temperature belongs to the policy: actions are drawn from ``softmax(logits / T)``
+and the log-probs that PPO optimises are those of that same tempered distribution (the
+paper samples and trains at T = 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from agents.model import check_vocabulary
+
+
+@dataclass
+class PolicyOutput:
+    """Raw logits [B, L, V], values [B, L] and the KV cache of one forward pass."""
+
+    logits: torch.Tensor
+    values: torch.Tensor
+    cache: object | None
+
+
+class LMPolicy(nn.Module):
+    """Actor-critic around any transformers causal LM with the arith_gym vocabulary.
+
+    Args:
+        lm: a causal LM (e.g. ``agents.model.load_reference(...)[0]``); it is trained in place.
+        temperature: sampling temperature of the policy.
+        value_hidden: widths of the value MLP's hidden layers (the paper: 128, 128).
+    """
+
+    def __init__(
+        self, lm: PreTrainedModel, temperature: float = 2.0, value_hidden: tuple[int, ...] = (128, 128)
+    ):
+        super().__init__()
+        check_vocabulary(lm)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.lm = lm
+        self.temperature = float(temperature)
+        layers: list[nn.Module] = []
+        width = lm.config.hidden_size
+        for hidden in value_hidden:
+            layers += [nn.Linear(width, hidden), nn.Tanh()]
+            width = hidden
+        layers.append(nn.Linear(width, 1))
+        self.value_head = nn.Sequential(*layers)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_key_values: object | None = None,
+        use_cache: bool = False,
+    ) -> PolicyOutput:
+        out = self.lm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_hidden_states=True,
+        )
+        values = self.value_head(out.hidden_states[-1]).squeeze(-1)
+        return PolicyOutput(out.logits, values, out.past_key_values)
+
+    def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of the tempered action distribution."""
+        return torch.log_softmax(logits.float() / self.temperature, dim=-1)

@@ -1,0 +1,273 @@
+"""Supervised pre-training of a reference model on freshly generated scratchpad examples.
+
+Every batch is new problems drawn from a seeded ``numpy`` generator: operand digit counts
+uniform in 1..N for each side independently (so unequal lengths appear), optionally with a
+small share of (N+1)-digit "glimpse" problems. The loss covers the target text only: the
+prompt's operands are random digits that no model can predict, and training on them would
+only add noise to the gradient.
+
+Training is AdamW with linear warm-up and cosine decay, gradient clipping, periodic greedy
+evaluation, and checkpoints (weights, optimizer, scheduler, data generator) from which
+``resume=True`` continues bit for bit on the same machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import GPT2LMHeadModel, get_cosine_schedule_with_warmup
+
+from agents.model import TaskInfo, build_model, save_reference
+from arith_gym.operands import sample_operands
+from arith_gym.scratchpad import prompt_text, target_text
+from arith_gym.tokenizer import PAD_ID, encode
+
+IGNORE_INDEX = -100
+STATE_DIR = "trainer_state"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything that defines a pre-training run (saved beside its checkpoints)."""
+
+    comfort_digits: int = 3
+    size: str = "tiny"
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    glimpse_share: float = 0.0
+    """Share of training problems drawn from ``plus1`` instead of the comfort zone."""
+    max_position_offset: int = 0
+    """Each example's position ids start at a random offset in 0..this, so that position
+    embeddings past the longest comfort-zone example get trained too."""
+    temperature: float = 1.0
+    """RL sampling temperature recorded in the model directory."""
+    seed: int = 0
+    eval_every: int = 500
+    eval_problems: int = 128
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        positive = (
+            "comfort_digits",
+            "steps",
+            "batch_size",
+            "eval_every",
+            "eval_problems",
+            "checkpoint_every",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.glimpse_share <= 1.0:
+            raise ValueError(f"glimpse_share must be in [0, 1], got {self.glimpse_share}")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ValueError("lr and temperature must be positive")
+        if self.warmup_steps < 0 or self.max_position_offset < 0:
+            raise ValueError("warmup_steps and max_position_offset must be non-negative")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PretrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown pre-training settings: {sorted(unknown)}")
+        return cls(**values)
+
+
+def sample_training_problem(rng: np.random.Generator, config: PretrainConfig) -> tuple[int, int]:
+    """One problem of the pre-training mix."""
+    if config.glimpse_share > 0 and rng.random() < config.glimpse_share:
+        return sample_operands(rng, "plus1", config.comfort_digits)
+    return sample_operands(rng, "comfort", config.comfort_digits)
+
+
+def make_batch(problems: list[tuple[int, int]], offsets: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` (target only)."""
+    prompts = [encode(prompt_text(a, b)) for a, b in problems]
+    targets = [encode(target_text(a, b)) for a, b in problems]
+    width = max(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
+    input_ids = np.full((len(problems), width), PAD_ID, dtype=np.int64)
+    labels = np.full_like(input_ids, IGNORE_INDEX)
+    attention = np.zeros_like(input_ids)
+    for row, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
+        end = len(prompt) + len(target)
+        input_ids[row, :end] = np.concatenate([prompt, target])
+        labels[row, len(prompt) : end] = target
+        attention[row, :end] = 1
+    positions = np.broadcast_to(np.arange(width), input_ids.shape)
+    if offsets is not None:
+        positions = positions + offsets[:, None]
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(attention),
+        "position_ids": torch.from_numpy(np.ascontiguousarray(positions)),
+        "labels": torch.from_numpy(labels),
+    }
+
+
+def next_batch(rng: np.random.Generator, config: PretrainConfig) -> dict[str, torch.Tensor]:
+    problems = [sample_training_problem(rng, config) for _ in range(config.batch_size)]
+    offsets = None
+    if config.max_position_offset > 0:
+        offsets = rng.integers(0, config.max_position_offset + 1, size=config.batch_size)
+    return make_batch(problems, offsets)
+
+
+def make_optimizer(model: torch.nn.Module, config: PretrainConfig):
+    # No weight decay on biases, LayerNorm gains and embeddings (nanoGPT's rule: decay 2-D matmul weights).
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "wpe" not in n and "wte" not in n]
+    no_decay = [
+        p for n, p in model.named_parameters() if not (p.dim() >= 2 and "wpe" not in n and "wte" not in n)
+    ]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.98),
+    )
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+    return optimizer, scheduler
+
+
+def save_state(
+    out_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, step: int, config
+) -> None:
+    """Write a resumable checkpoint atomically (a crash mid-write leaves the previous one intact)."""
+    state_dir = out_dir / STATE_DIR
+    tmp = out_dir / (STATE_DIR + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp / "model", safe_serialization=True)
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng.bit_generator.state,
+            "step": step,
+            "config": asdict(config),
+        },
+        tmp / "trainer.pt",
+    )
+    if state_dir.exists():
+        old = out_dir / (STATE_DIR + ".old")
+        state_dir.rename(old)
+        tmp.rename(state_dir)
+        _remove_tree(old)
+    else:
+        tmp.rename(state_dir)
+
+
+def _remove_tree(path: Path) -> None:
+    for child in sorted(path.rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    path.rmdir()
+
+
+def load_state(out_dir: Path, config: PretrainConfig, device: str | torch.device = "cpu"):
+    """Model, optimizer, scheduler, data generator and step of the checkpoint in ``out_dir``."""
+    state_dir = out_dir / STATE_DIR
+    if not (state_dir / "trainer.pt").is_file():
+        raise FileNotFoundError(
+            f"no checkpoint to resume from in {out_dir} (expected {state_dir}/trainer.pt)"
+        )
+    saved = torch.load(state_dir / "trainer.pt", weights_only=False, map_location="cpu")
+    if saved["config"] != asdict(config):
+        changed = {k for k in saved["config"] if saved["config"][k] != asdict(config).get(k)}
+        raise ValueError(f"--resume with different settings than the checkpoint: {sorted(changed)}")
+    model = GPT2LMHeadModel.from_pretrained(state_dir / "model", local_files_only=True).to(device)
+    optimizer, scheduler = make_optimizer(model, config)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = saved["rng"]
+    return model, optimizer, scheduler, rng, saved["step"]
+
+
+def pretrain(
+    config: PretrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    evaluate_fn=None,
+    device: str | torch.device = "cpu",
+) -> GPT2LMHeadModel:
+    """Train a reference model and save it to ``out_dir`` (see the module docstring).
+
+    ``evaluate_fn(model, config) -> dict`` is called every ``eval_every`` steps and at the
+    end; its numbers go to the progress bar and ``metrics.csv``. Returns the trained model.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    if resume:
+        model, optimizer, scheduler, rng, step = load_state(out, config, device)
+    else:
+        model = build_model(config.size, seed=config.seed).to(device)
+        optimizer, scheduler = make_optimizer(model, config)
+        rng, step = np.random.default_rng(config.seed), 0
+        (out / "pretrain_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    model.train()
+    metrics_path = out / "metrics.csv"
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="pretrain", dynamic_ncols=True)
+    started, tokens = time.perf_counter(), 0
+    while step < config.steps:
+        batch = {k: v.to(device) for k, v in next_batch(rng, config).items()}
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        tokens += int(batch["attention_mask"].sum())
+        row = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+        if evaluate_fn is not None and (step % config.eval_every == 0 or step == config.steps):
+            model.eval()
+            row.update(evaluate_fn(model, config))
+            model.train()
+            _append_csv(metrics_path, row)
+        bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
+        bar.update(1)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save_state(out, model, optimizer, scheduler, rng, step, config)
+    bar.close()
+    model.eval()
+    save_reference(model.cpu(), out, TaskInfo(config.comfort_digits, config.temperature, config.size))
+    return model.to(device)
+
+
+def progress_evaluator(problems: int | None = None, seed: int = 0):
+    """An ``evaluate_fn`` for ``pretrain``: greedy comfort accuracy and sampled N+1 accuracy."""
+    from agents.episodes import play_episodes
+    from agents.evaluate import problems_with_digits, split_for
+
+    def evaluate(model: GPT2LMHeadModel, config: PretrainConfig) -> dict[str, float]:
+        count = problems or config.eval_problems
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        n = config.comfort_digits
+        comfort = problems_with_digits(rng, n, "varying", count)
+        harder = problems_with_digits(rng, n + 1, "varying", count)
+        greedy, _ = play_episodes(model, comfort, n, "comfort", None, generator)
+        sampled, _ = play_episodes(model, harder, n, split_for(n + 1, n), config.temperature, generator)
+        return {"comfort_greedy": float(greedy.mean()), "plus1_sampled": float(sampled.mean())}
+
+    return evaluate
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

@@ -1,0 +1,78 @@
+"""Teacher-forced probabilities of the target tokens, split by structural critical tokens.
+
+This is the check that a reference model fails where the paper's does: on (N+1)-digit
+problems, the probability it gives the right token should be low at the structural critical
+tokens and near 1 elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from agents.pretrain import make_batch
+from arith_gym.scratchpad import critical_tokens
+
+
+@dataclass(frozen=True)
+class TargetProbs:
+    """Per target token of one problem: p(right token) and whether it is critical."""
+
+    probs: np.ndarray
+    critical: np.ndarray
+
+
+@torch.no_grad()
+def target_token_probs(
+    model: PreTrainedModel,
+    problems: Sequence[tuple[int, int]],
+    comfort_digits: int,
+    temperature: float = 1.0,
+    batch_size: int = 64,
+) -> list[TargetProbs]:
+    """p(right token | right prefix) at ``temperature`` for every target token of each problem."""
+    device = next(model.parameters()).device
+    results = []
+    for start in range(0, len(problems), batch_size):
+        chunk = problems[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in make_batch(chunk).items()}
+        labels = batch.pop("labels")
+        logits = model(**batch).logits[:, :-1].float() / temperature
+        targets = labels[:, 1:]
+        log_probs = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+        for row, (a, b) in enumerate(chunk):
+            keep = (targets[row] >= 0).cpu().numpy()
+            probs = log_probs[row].exp().cpu().numpy()[keep]
+            critical = np.zeros(len(probs), dtype=bool)
+            critical[[t.position for t in critical_tokens(a, b, comfort_digits)]] = True
+            results.append(TargetProbs(probs, critical))
+    assert all(len(r.probs) for r in results), "every target has at least one token"
+    return results
+
+
+def summarize(results: Sequence[TargetProbs], low: float = 0.5) -> dict[str, float]:
+    """Mean p(right) at critical and other tokens, and where the low-probability tokens are."""
+    probs = np.concatenate([r.probs for r in results])
+    critical = np.concatenate([r.critical for r in results])
+    weak = probs < low
+    return {
+        "p_right_critical": float(probs[critical].mean()) if critical.any() else float("nan"),
+        "p_right_other": float(probs[~critical].mean()),
+        "min_p_other": float(probs[~critical].min()),
+        "weak_tokens": int(weak.sum()),
+        "weak_share_critical": float(critical[weak].mean()) if weak.any() else float("nan"),
+        "critical_share_of_tokens": float(critical.mean()),
+    }
+
+
+def first_deviation(text: str, target: str) -> int | None:
+    """Index of the first character where ``text`` leaves ``target`` (None if it never does)."""
+    for index, (written, expected) in enumerate(zip(text, target, strict=False)):
+        if written != expected:
+            return index
+    # A text that stops early (pad played) or runs on leaves the target where the shorter one ends.
+    return None if len(text) == len(target) else min(len(text), len(target))

@@ -1,0 +1,458 @@
+"""A native batched version of :class:`~arith_gym.env.AdditionEnv` (``gym.make_vec``).
+
+Every sub-environment's state lives in numpy arrays indexed by env, so one ``step`` is a
+fixed number of numpy operations whatever ``num_envs`` is; Python runs per finished
+episode only (judging the result, drawing the next problem).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from arith_gym import operands, tokenizer
+from arith_gym.env import RENDER_MODES, EnvConfig, Problem, check_operand_pair, check_reset_options
+from arith_gym.scratchpad import SCRATCH_CLOSE, parse_result
+from arith_gym.tokenizer import ID_TO_BYTE, PAD_ID, VOCAB_SIZE
+
+CRITICAL_KINDS: tuple[str, ...] = ("comma", "digit")
+"""``info["critical"]["kind"]`` codes: ``CRITICAL_KINDS[code]`` is the CriticalToken kind."""
+CRITICAL_KIND_CODES: dict[str, int] = {kind: code for code, kind in enumerate(CRITICAL_KINDS)}
+CRITICAL_FIELDS: tuple[str, ...] = ("position", "line", "operand", "index", "kind")
+"""The keys of ``info["critical"]``; -1 where an env has no critical record this step."""
+
+_ID_TO_CODE = ID_TO_BYTE.astype(np.uint32)  # a token's code point; pad (never written) is 0
+
+
+def _result_line_automaton() -> tuple[np.ndarray, int]:
+    """Transition table ``next_state = table[state, token]`` that finds the result line's end.
+
+    States 0..L-1: how many characters of "</scratch>\\n" (length L) the text ends with;
+    L: inside the result line; L+1: its newline was written (the episode terminates).
+    "<" occurs only at the pattern's start, so after a mismatch the only partial match
+    left is a fresh "<" (no general KMP failure function needed).
+    """
+    pattern = tokenizer.encode(SCRATCH_CLOSE)
+    length = len(pattern)
+    table = np.zeros((length + 2, VOCAB_SIZE), dtype=np.int64)
+    table[:length, tokenizer.TOKEN_TO_ID["<"]] = 1
+    table[np.arange(length), pattern] = np.arange(1, length + 1)
+    table[length] = length
+    table[length, tokenizer.TOKEN_TO_ID["\n"]] = length + 1
+    table[length + 1] = length + 1
+    return table, length + 1
+
+
+_RESULT_LINE_TABLE, _RESULT_LINE_ENDED = _result_line_automaton()
+
+
+class AdditionVectorEnv(VectorEnv):
+    """``num_envs`` independent :class:`~arith_gym.env.AdditionEnv` episodes, batched in numpy.
+
+    Create it with ``gym.make_vec("arith_gym/Addition-v0", num_envs=n,
+    vectorization_mode="vector_entry_point", **kwargs)`` or directly. It takes the single
+    environment's keyword arguments (same defaults, same validation) plus
+    ``autoreset_mode``, and gives the same rewards, episode ends and info values as
+    ``AdditionEnv`` for the same problems and actions.
+
+    Spaces: ``action_space`` is ``MultiDiscrete([VOCAB_SIZE] * num_envs)``; actions are an
+    integer array of shape ``(num_envs,)`` (a list of ints works too).
+    ``observation_space`` is ``Box(0, VOCAB_SIZE - 1, (num_envs, context_length), int64)``.
+    Rewards are float64, terminations and truncations bool arrays.
+
+    Info (vector convention: every key has a bool mask ``_key``). Every key is present on
+    every call; its mask says which envs it is valid for:
+
+    - ``a``, ``b``: object arrays of Python ints; ``prompt``, ``target``, ``text``: numpy
+      ``str`` arrays; ``on_track``: bool array. Valid for every env (on a masked reset,
+      only for the reset envs).
+    - ``critical``: dict of int64 arrays ``position, line, operand, index, kind`` (kind codes
+      in :data:`CRITICAL_KINDS`; -1 where no record), valid where ``_critical`` is True: the
+      env wrote an on-track token at a critical position this step.
+    - ``correct`` (bool) and ``result`` (object: int or None): valid where an episode ended
+      this step (``_correct``/``_result``).
+
+    Autoreset (``autoreset_mode``, also in ``metadata["autoreset_mode"]``), as Gymnasium
+    documents it:
+
+    - ``NEXT_STEP`` (default): the step after an env's episode ended ignores its action and
+      resets it: reset observation, reward 0, terminated/truncated False, the reset info.
+    - ``SAME_STEP``: an env whose episode ends is reset in the same step; the observation
+      and info returned for it are the reset ones, its final observation is in
+      ``info["final_obs"]`` (object array, mask ``_final_obs``) and its final step info in
+      ``info["final_info"]`` (same layout as info, masks only for ended envs; mask
+      ``_final_info``).
+    - ``DISABLED``: nothing resets by itself. A finished env ignores its actions (they
+      must still be valid ids) and returns reward 0, terminated False, truncated False,
+      its final observation and its info unchanged (``correct``/``result`` are reported
+      only on the step its episode ended, ``critical`` never) until
+      ``reset(options={"reset_mask": mask})`` resets it. Batched rollouts can therefore
+      keep stepping the whole batch until every episode has ended.
+
+    Reset: ``reset(seed=None, options=None)``. ``seed``: None, an int s (env i gets seed
+    s + i, like ``SyncVectorEnv``, so env i draws the same problems as
+    ``AdditionEnv.reset(seed=s + i)`` and the resets after it) or a list of ``num_envs``
+    ints/None. Options:
+
+    - ``reset_mask``: bool array of shape ``(num_envs,)`` with at least one True: reset
+      only those envs (the others keep their state; their info masks are False).
+    - ``operands``: a sequence of ``num_envs`` entries, ``(a, b)`` to force env i's problem
+      or None to sample it. With a ``reset_mask`` the entries of envs outside the mask
+      must be None (they would be silently unused otherwise). Forced problems must fit
+      (see :meth:`arith_gym.env.Problem.build`).
+
+    Envs that autoreset draw their next problem from their own generator.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(RENDER_MODES),
+        "render_fps": 30,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int,
+        comfort_digits: int = 3,
+        split: str = "plus1",
+        reward_mode: str = "binary",
+        context_length: int | None = None,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        try:
+            autoreset_mode = AutoresetMode(autoreset_mode)
+        except ValueError as error:
+            modes = [mode.value for mode in AutoresetMode]
+            raise ValueError(f"autoreset_mode must be an AutoresetMode or one of {modes}") from error
+        self.config = EnvConfig.from_kwargs(
+            comfort_digits, split, reward_mode, context_length, max_episode_steps, render_mode
+        )
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self.autoreset_mode = autoreset_mode
+        self.metadata = {**type(self).metadata, "autoreset_mode": autoreset_mode}
+        self.single_action_space = spaces.Discrete(VOCAB_SIZE)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.single_observation_space = spaces.Box(
+            0, VOCAB_SIZE - 1, shape=(self.config.context_length,), dtype=np.int64
+        )
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self._allocate()
+
+    def _allocate(self) -> None:
+        n, width = self.num_envs, self.config.max_episode_steps
+        self._rngs: list[np.random.Generator | None] = [None] * n
+        self._needs_reset = True
+        self._obs = np.full((n, self.config.context_length), PAD_ID, dtype=np.int64)
+        # Code points of the generated text, zero after it: viewed as dtype f"U{width}" each row
+        # is the text (numpy str arrays are UCS-4 and drop trailing NULs), so building the
+        # info's str array is a copy, not a per-character conversion from bytes.
+        self._text = np.zeros((n, width), dtype=np.uint32)
+        # Target ids up to max_episode_steps (nothing later can be written), -1 after the target.
+        self._target_ids = np.full((n, width), -1, dtype=np.int64)
+        # Per target position: line, operand, index, kind code of its critical token, or -1s.
+        self._critical = np.full((n, width, 4), -1, dtype=np.int64)
+        self._prompt_lengths = np.zeros(n, dtype=np.int64)
+        self._steps = np.zeros(n, dtype=np.int64)  # generated tokens
+        # Generated tokens at which the episode is truncated: the step or the context limit.
+        self._step_limits = np.zeros(n, dtype=np.int64)
+        self._on_track = np.ones(n, dtype=bool)
+        self._automaton = np.zeros(n, dtype=np.int64)  # state in _RESULT_LINE_TABLE
+        self._done = np.zeros(n, dtype=bool)  # episode over (awaiting a reset)
+        self._a = np.zeros(n, dtype=object)
+        self._b = np.zeros(n, dtype=object)
+        self._answers = np.zeros(n, dtype=object)
+        self._prompts = np.full(n, "", dtype=f"U{self.config.max_prompt_length}")
+        self._targets = np.full(n, "", dtype=f"U{self.config.max_target_length}")
+
+    # ------------------------------------------------------------------ reset
+
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset all envs, or those in ``options["reset_mask"]``; see the class docstring."""
+        options = check_reset_options(options, ("operands", "reset_mask"))
+        mask = self._reset_mask(options.get("reset_mask"))
+        seeds = self._seeds(seed)
+        forced = self._forced_operands(options.get("operands"), mask)
+        for i in np.flatnonzero(mask):
+            if seeds[i] is not None or self._rngs[i] is None:
+                self._rngs[i] = seeding.np_random(seeds[i])[0]
+            self._load(i, forced[i])
+        self._needs_reset = False
+        infos = self._infos(*self._no_critical(), *self._no_results())
+        for key in ("a", "b", "prompt", "target", "text", "on_track"):
+            infos[f"_{key}"] = mask.copy()
+        return self._obs.copy(), infos
+
+    def _reset_mask(self, mask: object) -> np.ndarray:
+        n = self.num_envs
+        if mask is None:
+            return np.ones(n, dtype=bool)
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n,):
+            raise ValueError(
+                f"options['reset_mask'] must be a numpy bool array of shape ({n},), got {mask!r}"
+            )
+        if not mask.any():
+            raise ValueError("options['reset_mask'] must select at least one env")
+        if self._needs_reset and not mask.all():
+            raise gym.error.ResetNeeded("the first reset() must reset every env (no reset_mask)")
+        return mask
+
+    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
+        n = self.num_envs
+        if seed is None:
+            return [None] * n
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            return [int(seed) + i for i in range(n)]
+        if isinstance(seed, Sequence) and not isinstance(seed, str) and len(seed) == n:
+            return list(seed)
+        raise ValueError(f"seed must be None, an int or a list of {n} ints/None, got {seed!r}")
+
+    def _forced_operands(self, forced: object, mask: np.ndarray) -> list[tuple[int, int] | None]:
+        n = self.num_envs
+        if forced is None:
+            return [None] * n
+        if isinstance(forced, (str, bytes)) or not isinstance(forced, Sequence) or len(forced) != n:
+            raise ValueError(
+                f"options['operands'] must be a sequence of {n} entries ((a, b) or None), got {forced!r}"
+            )
+        pairs: list[tuple[int, int] | None] = []
+        for i, entry in enumerate(forced):
+            if entry is not None and not mask[i]:
+                raise ValueError(f"options['operands'][{i}] is set but env {i} is not in reset_mask")
+            pairs.append(None if entry is None else check_operand_pair(entry, f"options['operands'][{i}]"))
+        return pairs
+
+    def _load(self, i: int, forced: tuple[int, int] | None) -> None:
+        """Start a new episode in env ``i``: ``forced`` operands or a problem from its generator."""
+        config = self.config
+        if forced is None:
+            a, b = operands.sample_operands(self._rngs[i], config.split, config.comfort_digits)
+            problem = Problem.build(a, b, config, forced=False)
+        else:
+            problem = Problem.build(*forced, config, forced=True)
+        self._a[i], self._b[i], self._answers[i] = problem.a, problem.b, problem.answer
+        self._prompts = _store_str(self._prompts, i, problem.prompt)
+        self._targets = _store_str(self._targets, i, problem.target)
+        prompt_length = len(problem.prompt_ids)
+        self._obs[i] = PAD_ID
+        self._obs[i, :prompt_length] = problem.prompt_ids
+        self._prompt_lengths[i], self._steps[i], self._automaton[i] = prompt_length, 0, 0
+        self._step_limits[i] = min(config.max_episode_steps, config.context_length - prompt_length)
+        self._on_track[i], self._done[i] = True, False
+        self._text[i] = 0
+        self._load_target(i, problem)
+
+    def _load_target(self, i: int, problem: Problem) -> None:
+        """Env ``i``'s target ids and critical-token table (cut where no step can reach)."""
+        width = self._target_ids.shape[1]
+        target = problem.target_ids[:width]
+        self._target_ids[i] = -1
+        self._target_ids[i, : len(target)] = target
+        self._critical[i] = -1
+        records = [
+            (t.position, t.line, t.operand, t.index, CRITICAL_KIND_CODES[t.kind])
+            for t in problem.critical
+            if t.position < width
+        ]
+        if records:
+            table = np.array(records, dtype=np.int64)
+            self._critical[i, table[:, 0]] = table[:, 1:]
+
+    # ------------------------------------------------------------------- step
+
+    def step(
+        self, actions: np.ndarray | Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Append one token per env; see the class docstring for autoreset and info."""
+        if self._needs_reset:
+            raise gym.error.ResetNeeded("step() called before reset(); call reset() first")
+        actions = self._check_actions(actions)
+        live = ~self._done
+        # NEXT_STEP: the envs that ended last step sit this one out and are reset at its end.
+        autoreset = self._done.copy() if self.autoreset_mode == AutoresetMode.NEXT_STEP else None
+        pad = live & (actions == PAD_ID)
+        rows = np.flatnonzero(live ^ pad)  # live and not pad (pad implies live)
+        tokens = actions[rows]
+        positions = self._steps[rows]
+        self._obs[rows, self._prompt_lengths[rows] + positions] = tokens
+        self._text[rows, positions] = _ID_TO_CODE[tokens]
+        self._steps[rows] = positions + 1
+        on_track = self._on_track[rows] & (self._target_ids[rows, positions] == tokens)
+        self._on_track[rows] = on_track
+        self._on_track[pad] = False
+        critical = self._critical_records(rows[on_track], positions[on_track])
+        states = _RESULT_LINE_TABLE[self._automaton[rows], tokens]
+        self._automaton[rows] = states
+
+        terminated = pad
+        terminated[rows[states == _RESULT_LINE_ENDED]] = True
+        truncated = (self._steps >= self._step_limits) & live & ~terminated
+        ended = terminated | truncated
+        self._done |= ended
+        rewards, results = self._judge(ended)
+
+        if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
+            infos = self._same_step_reset(ended, critical, results)
+        else:
+            if autoreset is not None:
+                for i in np.flatnonzero(autoreset):
+                    self._load(i, None)
+            infos = self._infos(*critical, *results)
+        return self._obs.copy(), rewards, terminated, truncated, infos
+
+    def _check_actions(self, actions: np.ndarray | Sequence[int]) -> np.ndarray:
+        """``actions`` as an int64 array of shape (num_envs,), or an error naming the bad one."""
+        if not isinstance(actions, np.ndarray) and any(isinstance(x, (bool, np.bool_)) for x in actions):
+            raise TypeError(f"actions must be integer token ids, got bools in {actions!r}")
+        array = np.asarray(actions)
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"actions must be integer token ids, got dtype {array.dtype} ({actions!r})")
+        if array.shape != (self.num_envs,):
+            raise ValueError(f"actions must have shape ({self.num_envs},), got {array.shape}")
+        # One comparison for both bounds: negative ids wrap to huge unsigned values.
+        bad = array.astype(np.uint64, copy=False) >= VOCAB_SIZE
+        if bad.any():
+            i = int(bad.argmax())
+            raise ValueError(
+                f"action {array[i]} of env {i} is outside the action space Discrete({VOCAB_SIZE})"
+            )
+        return array.astype(np.int64, copy=False)
+
+    def _critical_records(self, rows: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Info ``critical`` fields (5, num_envs) and mask for on-track tokens at ``positions``."""
+        records = self._critical[rows, positions]
+        has = records[:, 3] >= 0
+        fields = np.full((len(CRITICAL_FIELDS), self.num_envs), -1, dtype=np.int64)
+        mask = np.zeros(self.num_envs, dtype=bool)
+        if has.any():
+            rows = rows[has]
+            fields[0, rows] = positions[has]
+            fields[1:, rows] = records[has].T
+            mask[rows] = True
+        return fields, mask
+
+    def _judge(self, ended: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Final rewards, and (correct, result, mask) info arrays, for the envs that just ended."""
+        n = self.num_envs
+        rewards = np.zeros(n, dtype=np.float64)
+        correct = np.zeros(n, dtype=bool)
+        result = np.empty(n, dtype=object)  # all None
+        for i in np.flatnonzero(ended):
+            stated = parse_result(self._text_of(i))
+            result[i] = stated
+            correct[i] = stated is not None and stated == self._answers[i]
+            rewards[i] = 1.0 if correct[i] else self.config.wrong_reward
+        return rewards, (correct, result, ended.copy())
+
+    def _same_step_reset(
+        self,
+        ended: np.ndarray,
+        critical: tuple[np.ndarray, np.ndarray],
+        results: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> dict[str, Any]:
+        """Reset the ``ended`` envs now; their last step goes to ``final_obs``/``final_info``."""
+        step_infos = self._infos(*critical, *results)
+        final_info = {}
+        for key, value in step_infos.items():
+            if not key.startswith("_"):
+                final_info[key] = value
+                final_info[f"_{key}"] = step_infos[f"_{key}"] & ended
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i in np.flatnonzero(ended):
+            final_obs[i] = self._obs[i].copy()
+            self._load(i, None)
+        fields, mask = critical
+        infos = self._infos(fields.copy(), mask & ~ended, *self._no_results())
+        infos.update(final_obs=final_obs, _final_obs=ended.copy(), final_info=final_info)
+        infos["_final_info"] = ended.copy()
+        return infos
+
+    # ------------------------------------------------------------------- info
+
+    def _text_of(self, i: int) -> str:
+        return str(self._text[i].view(f"U{self._text.shape[1]}")[0])
+
+    def _texts(self) -> np.ndarray:
+        """Every env's generated text as a new str array (one copy in C)."""
+        # Only as wide as the longest text: the copy costs per character of width.
+        width = max(int(self._steps.max()), 1)
+        return self._text[:, :width].copy().view(f"U{width}")[:, 0]
+
+    def _no_critical(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.num_envs
+        return np.full((len(CRITICAL_FIELDS), n), -1, dtype=np.int64), np.zeros(n, dtype=bool)
+
+    def _no_results(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = self.num_envs
+        return np.zeros(n, dtype=bool), np.empty(n, dtype=object), np.zeros(n, dtype=bool)
+
+    def _infos(
+        self,
+        critical_fields: np.ndarray,
+        critical_mask: np.ndarray,
+        correct: np.ndarray,
+        result: np.ndarray,
+        ended: np.ndarray,
+    ) -> dict[str, Any]:
+        """The info dict from the current state; every array is new (callers may keep them)."""
+        everywhere = np.ones(self.num_envs, dtype=bool)
+        return {
+            "a": self._a.copy(),
+            "_a": everywhere.copy(),
+            "b": self._b.copy(),
+            "_b": everywhere.copy(),
+            "prompt": self._prompts.copy(),
+            "_prompt": everywhere.copy(),
+            "target": self._targets.copy(),
+            "_target": everywhere.copy(),
+            "text": self._texts(),
+            "_text": everywhere.copy(),
+            "on_track": self._on_track.copy(),
+            "_on_track": everywhere,
+            "critical": dict(zip(CRITICAL_FIELDS, critical_fields, strict=True)),
+            "_critical": critical_mask,
+            "correct": correct,
+            "_correct": ended,
+            "result": result,
+            "_result": ended.copy(),
+        }
+
+    # ---------------------------------------------------------------- render
+
+    def render(self) -> tuple[str, ...] | None:
+        """``"ansi"``: a tuple of every env's prompt + text; ``"human"``: print them."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
+            return None
+        frames = tuple(str(p) + str(t) for p, t in zip(self._prompts, self._texts(), strict=True))
+        if self.render_mode == "human":
+            print("\n".join(frames))
+            return None
+        return frames
+
+
+def _store_str(array: np.ndarray, i: int, value: str) -> np.ndarray:
+    """Set ``array[i] = value``, widening the fixed-width str array first if needed.
+
+    numpy would silently cut a string longer than the dtype's width.
+    """
+    if len(value) > array.dtype.itemsize // 4:
+        array = array.astype(f"U{len(value)}")
+    array[i] = value
+    return array
