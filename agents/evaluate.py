@@ -114,3 +114,49 @@ def format_length_table(table: dict[tuple[str, int], Accuracy], comfort_digits: 
         cells = [str(table[(kind, d)]) for d in digit_counts if (kind, d) in table]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return "\n".join(line for line in lines if line) + "\n"
+
+
+def policy_accuracy(
+    model: PreTrainedModel,
+    comfort_digits: int,
+    split: str,
+    episodes: int = 100,
+    temperature: float | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> Accuracy:
+    """Accuracy on ``episodes`` problems of ``split`` drawn with ``seed`` (greedy if no temperature)."""
+    from arith_gym.operands import sample_operands
+
+    rng = np.random.default_rng(seed)
+    problems = [sample_operands(rng, split, comfort_digits) for _ in range(episodes)]
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    solved, _ = play_episodes(model, problems, comfort_digits, split, temperature, generator, batch_size)
+    return Accuracy(int(solved.sum()), len(solved))
+
+
+def rl_evaluation(
+    model: PreTrainedModel,
+    comfort_digits: int,
+    split: str,
+    temperature: float,
+    episodes: int = 100,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Sampled and greedy accuracy on ``comfort`` and ``split``, and p(right) per critical label.
+
+    The same problems every call (fixed ``seed``), so curves over training compare like with like.
+    """
+    from agents.teacher_forcing import critical_probabilities
+    from arith_gym.operands import sample_operands
+
+    metrics: dict[str, float] = {}
+    for name in dict.fromkeys(("comfort", split)):
+        for label, temp in (("sampled", temperature), ("greedy", None)):
+            accuracy = policy_accuracy(model, comfort_digits, name, episodes, temp, seed)
+            metrics[f"{name}_{label}"] = accuracy.rate
+    rng = np.random.default_rng(seed)
+    problems = [sample_operands(rng, split, comfort_digits) for _ in range(episodes)]
+    for label, prob in critical_probabilities(model, problems, comfort_digits, temperature).items():
+        metrics[f"p_critical/{label}"] = prob
+    return metrics

@@ -41,6 +41,7 @@ class Rollout:
     entropy: torch.Tensor
     values: torch.Tensor
     ref_logp: torch.Tensor  # log pi_ref(a) at the policy temperature
+    log_probs: torch.Tensor  # [B, T, V] policy log-probs (tempered)
     ref_log_probs: torch.Tensor  # [B, T, V] reference log-probs at the policy temperature
     certainty: torch.Tensor  # reference certainty J at the certainty temperature
     rewards: torch.Tensor
@@ -126,6 +127,7 @@ class _Recorder:
         self.mask = zeros(torch.bool)
         self.logp, self.entropy, self.values = zeros(), zeros(), zeros()
         self.ref_logp, self.certainty, self.rewards = zeros(), zeros(), zeros()
+        self.log_probs: list[torch.Tensor] = []
         self.ref_log_probs: list[torch.Tensor] = []
         self.dones, self.critical = zeros(torch.bool), zeros(torch.bool)
         self.critical_labels = torch.full((batch, steps, 4), -1, dtype=torch.long, device=device)
@@ -137,6 +139,7 @@ class _Recorder:
         self.entropy[:, t] = -(log_probs.exp() * log_probs).sum(-1)
         self.values[:, t] = values.float()
         self.ref_logp[:, t] = ref_log_probs.gather(-1, actions[:, None]).squeeze(-1)
+        self.log_probs.append(log_probs)
         self.ref_log_probs.append(ref_log_probs)
 
     def env_step(self, t, rewards, ended, info) -> None:
@@ -162,6 +165,7 @@ class _Recorder:
             entropy=cut(self.entropy),
             values=cut(self.values),
             ref_logp=cut(self.ref_logp),
+            log_probs=torch.stack(self.log_probs, dim=1),
             ref_log_probs=torch.stack(self.ref_log_probs, dim=1),
             certainty=cut(self.certainty),
             rewards=cut(self.rewards),

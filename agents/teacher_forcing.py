@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedModel
 
 from agents.pretrain import make_batch
-from arith_gym.scratchpad import critical_tokens
+from arith_gym.scratchpad import CriticalToken, critical_tokens
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,25 @@ def first_deviation(text: str, target: str) -> int | None:
             return index
     # A text that stops early (pad played) or runs on leaves the target where the shorter one ends.
     return None if len(text) == len(target) else min(len(text), len(target))
+
+
+def critical_label(token: CriticalToken) -> str:
+    """A short name for a critical-token label, e.g. ``L1.op1.comma1`` (line, operand, kind+index)."""
+    return f"L{token.line}.op{token.operand}.{token.kind}{token.index}"
+
+
+@torch.no_grad()
+def critical_probabilities(
+    model: PreTrainedModel,
+    problems: Sequence[tuple[int, int]],
+    comfort_digits: int,
+    temperature: float = 1.0,
+) -> dict[str, float]:
+    """Mean p(right token) at each structural critical label, on the right prefix (on track)."""
+    sums: dict[str, list[float]] = {}
+    for (a, b), result in zip(
+        problems, target_token_probs(model, problems, comfort_digits, temperature), strict=True
+    ):
+        for token in critical_tokens(a, b, comfort_digits):
+            sums.setdefault(critical_label(token), []).append(float(result.probs[token.position]))
+    return {label: float(np.mean(values)) for label, values in sorted(sums.items())}

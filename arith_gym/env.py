@@ -144,16 +144,21 @@ class Problem:
         """
         a, b = scratchpad.check_operand(a, "a"), scratchpad.check_operand(b, "b")
         prompt, target = scratchpad.prompt_text(a, b), scratchpad.target_text(a, b)
-        needed = len(prompt) + min(len(target), config.max_episode_steps)
-        if forced and needed > config.context_length:
-            raise ValueError(
-                f"operands ({a}, {b}) do not fit this environment: prompt ({len(prompt)} tokens) + "
-                f"target ({len(target)} tokens, at most max_episode_steps={config.max_episode_steps}) "
-                f"exceed context_length={config.context_length}; use a larger split or context_length"
-            )
+        if forced:
+            check_problem_fits(a, b, len(prompt), len(target), config)
         critical = tuple(scratchpad.critical_tokens(a, b, config.comfort_digits))
         ids = tokenizer.encode(prompt), tokenizer.encode(target)
         return cls(a, b, prompt, target, ids[0], ids[1], critical)
+
+
+def check_problem_fits(a: int, b: int, prompt_length: int, target_length: int, config: EnvConfig) -> None:
+    """Raise the ``ValueError`` of :meth:`Problem.build` if forced problem ``a+b`` does not fit."""
+    if prompt_length + min(target_length, config.max_episode_steps) > config.context_length:
+        raise ValueError(
+            f"operands ({a}, {b}) do not fit this environment: prompt ({prompt_length} tokens) + "
+            f"target ({target_length} tokens, at most max_episode_steps={config.max_episode_steps}) "
+            f"exceed context_length={config.context_length}; use a larger split or context_length"
+        )
 
 
 def check_reset_options(options: dict[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, Any]:

@@ -18,8 +18,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from arith_gym import operands, tokenizer
-from arith_gym.env import RENDER_MODES, EnvConfig, Problem, check_operand_pair, check_reset_options
-from arith_gym.scratchpad import SCRATCH_CLOSE, parse_result
+from arith_gym.env import (
+    RENDER_MODES,
+    EnvConfig,
+    check_operand_pair,
+    check_problem_fits,
+    check_reset_options,
+)
+from arith_gym.scratchpad import SCRATCH_CLOSE, SCRATCH_OPEN, parse_result, prompt_text
 from arith_gym.tokenizer import ID_TO_BYTE, PAD_ID, VOCAB_SIZE
 
 CRITICAL_KINDS: tuple[str, ...] = ("comma", "digit")
@@ -27,8 +33,55 @@ CRITICAL_KINDS: tuple[str, ...] = ("comma", "digit")
 CRITICAL_KIND_CODES: dict[str, int] = {kind: code for code, kind in enumerate(CRITICAL_KINDS)}
 CRITICAL_FIELDS: tuple[str, ...] = ("position", "line", "operand", "index", "kind")
 """The keys of ``info["critical"]``; -1 where an env has no critical record this step."""
+_COMMA, _DIGIT = CRITICAL_KIND_CODES["comma"], CRITICAL_KIND_CODES["digit"]
 
 _ID_TO_CODE = ID_TO_BYTE.astype(np.uint32)  # a token's code point; pad (never written) is 0
+_BYTE_TO_ID = np.zeros(256, dtype=np.int64)
+_BYTE_TO_ID[ID_TO_BYTE[:PAD_ID]] = np.arange(PAD_ID)  # only ever applied to generated ASCII text
+
+
+def episode_text(a: int, b: int, comfort_digits: int) -> tuple[str, list[tuple[int, int, int, int, int]]]:
+    """``target_text(a, b)`` and its critical tokens as ``(position, line, operand, index, kind code)``.
+
+    The same text and records as :func:`arith_gym.scratchpad.target_text` and
+    :func:`~arith_gym.scratchpad.critical_tokens` (the tests check it), built in one pass
+    over the digit lines from string slices: a reset runs it once per episode, and the
+    reference functions cost several times more. Operands must be valid (non-negative ints).
+    """
+    sa, sb = str(a), str(b)
+    # Digit k of "d1,d2,...,dm" is at 2k-2, so the first k digits' list text is joined[: 2k-1].
+    joined_a, joined_b = ",".join(sa), ",".join(sb)
+    length_a, length_b = len(sa), len(sb)
+    lines = max(length_a, length_b)
+    answer = a + b
+    # The digits produced after k lines are the answer's last k digits.
+    produced = ",".join(str(answer % 10**lines).zfill(lines))
+    parts = [SCRATCH_OPEN]
+    records: list[tuple[int, int, int, int, int]] = []
+    start, carry = len(SCRATCH_OPEN), 0
+    for k in range(lines):
+        left, right = max(length_a - k, 0), max(length_b - k, 0)
+        n1 = ord(sa[left - 1]) - 48 if left else 0
+        n2 = ord(sb[right - 1]) - 48 if right else 0
+        left_text = joined_a[: 2 * left - 1] if left else ""
+        right_text = joined_b[: 2 * right - 1] if right else ""
+        total = n1 + n2 + carry
+        line = (
+            f"[{left_text}] + [{right_text}] , A=[{produced[2 * (lines - k) :]}] , C={carry} , "
+            f"{n1}+{n2}+{carry}={total} , A->{total % 10} , C->{total // 10}\n"
+        )
+        if left > comfort_digits or right > comfort_digits:
+            # Digit j (1-based) of a list sits 2j-1 after its "[", its comma just before it.
+            for operand, bracket, length in ((1, 0, left), (2, len(left_text) + 5, right)):
+                for index in range(1, length - comfort_digits + 1):
+                    digit = start + bracket + 2 * (comfort_digits + index) - 1
+                    records.append((digit - 1, k + 1, operand, index, _COMMA))
+                    records.append((digit, k + 1, operand, index, _DIGIT))
+        parts.append(line)
+        start += len(line)
+        carry = total // 10
+    parts.append(f"[] + [] , A=[{produced}] C={carry} , END\n{SCRATCH_CLOSE}{' '.join(str(answer))}\n")
+    return "".join(parts), records
 
 
 def _result_line_automaton() -> tuple[np.ndarray, int]:
@@ -155,15 +208,20 @@ class AdditionVectorEnv(VectorEnv):
         self._rngs: list[np.random.Generator | None] = [None] * n
         self._needs_reset = True
         self._obs = np.full((n, self.config.context_length), PAD_ID, dtype=np.int64)
-        # Code points of the generated text, zero after it: viewed as dtype f"U{width}" each row
-        # is the text (numpy str arrays are UCS-4 and drop trailing NULs), so building the
-        # info's str array is a copy, not a per-character conversion from bytes.
-        self._text = np.zeros((n, width), dtype=np.uint32)
-        # Target ids up to max_episode_steps (nothing later can be written), -1 after the target.
-        self._target_ids = np.full((n, width), -1, dtype=np.int64)
+        # The generated text, prompt and target as code points, zero after the string: viewed
+        # as dtype f"U{w}" each row is the string (numpy str arrays are UCS-4 and drop trailing
+        # NULs), so building an info str array is one copy, not a per-character conversion.
+        # See _strings for why each table has a spare column.
+        self._text = np.zeros((n, width + 1), dtype=np.uint32)
+        self._prompt_codes = np.zeros((n, self.config.max_prompt_length + 1), dtype=np.uint32)
+        # At least max_episode_steps wide (nothing later can be written): the step compares
+        # the written code points with it, and 0 (after the target) matches no token.
+        target_width = max(self.config.max_target_length, width) + 1
+        self._target_codes = np.zeros((n, target_width), dtype=np.uint32)
+        self._prompt_lengths = np.zeros(n, dtype=np.int64)
+        self._target_lengths = np.zeros(n, dtype=np.int64)
         # Per target position: line, operand, index, kind code of its critical token, or -1s.
         self._critical = np.full((n, width, 4), -1, dtype=np.int64)
-        self._prompt_lengths = np.zeros(n, dtype=np.int64)
         self._steps = np.zeros(n, dtype=np.int64)  # generated tokens
         # Generated tokens at which the episode is truncated: the step or the context limit.
         self._step_limits = np.zeros(n, dtype=np.int64)
@@ -173,8 +231,6 @@ class AdditionVectorEnv(VectorEnv):
         self._a = np.zeros(n, dtype=object)
         self._b = np.zeros(n, dtype=object)
         self._answers = np.zeros(n, dtype=object)
-        self._prompts = np.full(n, "", dtype=f"U{self.config.max_prompt_length}")
-        self._targets = np.full(n, "", dtype=f"U{self.config.max_target_length}")
 
     # ------------------------------------------------------------------ reset
 
@@ -189,10 +245,11 @@ class AdditionVectorEnv(VectorEnv):
         mask = self._reset_mask(options.get("reset_mask"))
         seeds = self._seeds(seed)
         forced = self._forced_operands(options.get("operands"), mask)
-        for i in np.flatnonzero(mask):
+        envs = np.flatnonzero(mask)
+        for i in envs.tolist():
             if seeds[i] is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(seeds[i])[0]
-            self._load(i, forced[i])
+        self._load(envs, forced)
         self._needs_reset = False
         infos = self._infos(*self._no_critical(), *self._no_results())
         for key in ("a", "b", "prompt", "target", "text", "on_track"):
@@ -235,44 +292,57 @@ class AdditionVectorEnv(VectorEnv):
         for i, entry in enumerate(forced):
             if entry is not None and not mask[i]:
                 raise ValueError(f"options['operands'][{i}] is set but env {i} is not in reset_mask")
-            pairs.append(None if entry is None else check_operand_pair(entry, f"options['operands'][{i}]"))
+            if entry is None:
+                pairs.append(None)
+                continue
+            a, b = check_operand_pair(entry, f"options['operands'][{i}]")
+            # Checked before any env changes, so a bad entry leaves the envs as they were.
+            target_length = len(episode_text(a, b, self.config.comfort_digits)[0])
+            check_problem_fits(a, b, len(prompt_text(a, b)), target_length, self.config)
+            pairs.append((a, b))
         return pairs
 
-    def _load(self, i: int, forced: tuple[int, int] | None) -> None:
-        """Start a new episode in env ``i``: ``forced`` operands or a problem from its generator."""
-        config = self.config
-        if forced is None:
-            a, b = operands.sample_operands(self._rngs[i], config.split, config.comfort_digits)
-            problem = Problem.build(a, b, config, forced=False)
-        else:
-            problem = Problem.build(*forced, config, forced=True)
-        self._a[i], self._b[i], self._answers[i] = problem.a, problem.b, problem.answer
-        self._prompts = _store_str(self._prompts, i, problem.prompt)
-        self._targets = _store_str(self._targets, i, problem.target)
-        prompt_length = len(problem.prompt_ids)
-        self._obs[i] = PAD_ID
-        self._obs[i, :prompt_length] = problem.prompt_ids
-        self._prompt_lengths[i], self._steps[i], self._automaton[i] = prompt_length, 0, 0
-        self._step_limits[i] = min(config.max_episode_steps, config.context_length - prompt_length)
-        self._on_track[i], self._done[i] = True, False
-        self._text[i] = 0
-        self._load_target(i, problem)
+    def _load(self, envs: np.ndarray, forced: list[tuple[int, int] | None] | None = None) -> None:
+        """Start new episodes in ``envs``: env i gets ``forced[i]`` (checked) or its generator's problem.
 
-    def _load_target(self, i: int, problem: Problem) -> None:
-        """Env ``i``'s target ids and critical-token table (cut where no step can reach)."""
-        width = self._target_ids.shape[1]
-        target = problem.target_ids[:width]
-        self._target_ids[i] = -1
-        self._target_ids[i, : len(target)] = target
-        self._critical[i] = -1
-        records = [
-            (t.position, t.line, t.operand, t.index, CRITICAL_KIND_CODES[t.kind])
-            for t in problem.critical
-            if t.position < width
-        ]
-        if records:
-            table = np.array(records, dtype=np.int64)
-            self._critical[i, table[:, 0]] = table[:, 1:]
+        This runs once per episode, so it is kept to a few numpy calls per env: the rows
+        are cleared together, and only the prompt, target and critical records are
+        written per env.
+        """
+        config = self.config
+        width = config.max_episode_steps  # no critical record past it can be reached
+        self._obs[envs] = PAD_ID
+        self._text[envs] = 0
+        self._prompt_codes[envs] = 0
+        self._target_codes[envs] = 0
+        self._critical[envs] = -1
+        prompt_lengths, target_lengths = [], []
+        for i in envs.tolist():
+            pair = None if forced is None else forced[i]
+            if pair is None:
+                a, b = operands.sample_operands(self._rngs[i], config.split, config.comfort_digits)
+            else:
+                a, b = pair
+            prompt = prompt_text(a, b)
+            target, records = episode_text(a, b, config.comfort_digits)
+            self._a[i], self._b[i], self._answers[i] = a, b, a + b
+            prompt_bytes = np.frombuffer(prompt.encode("ascii"), dtype=np.uint8)
+            self._obs[i, : len(prompt)] = _BYTE_TO_ID[prompt_bytes]
+            self._prompt_codes = _store_codes(self._prompt_codes, i, prompt_bytes)
+            self._target_codes = _store_codes(self._target_codes, i, target.encode("ascii"))
+            if records:
+                table = np.array([r for r in records if r[0] < width], dtype=np.int64).reshape(-1, 5)
+                self._critical[i, table[:, 0]] = table[:, 1:]
+            prompt_lengths.append(len(prompt))
+            target_lengths.append(len(target))
+        lengths = np.array(prompt_lengths, dtype=np.int64)
+        self._prompt_lengths[envs] = lengths
+        self._target_lengths[envs] = target_lengths
+        self._step_limits[envs] = np.minimum(config.max_episode_steps, config.context_length - lengths)
+        self._steps[envs] = 0
+        self._automaton[envs] = 0
+        self._on_track[envs] = True
+        self._done[envs] = False
 
     # ------------------------------------------------------------------- step
 
@@ -289,11 +359,12 @@ class AdditionVectorEnv(VectorEnv):
         pad = live & (actions == PAD_ID)
         rows = np.flatnonzero(live ^ pad)  # live and not pad (pad implies live)
         tokens = actions[rows]
+        codes = _ID_TO_CODE[tokens]
         positions = self._steps[rows]
         self._obs[rows, self._prompt_lengths[rows] + positions] = tokens
-        self._text[rows, positions] = _ID_TO_CODE[tokens]
+        self._text[rows, positions] = codes
         self._steps[rows] = positions + 1
-        on_track = self._on_track[rows] & (self._target_ids[rows, positions] == tokens)
+        on_track = self._on_track[rows] & (self._target_codes[rows, positions] == codes)
         self._on_track[rows] = on_track
         self._on_track[pad] = False
         critical = self._critical_records(rows[on_track], positions[on_track])
@@ -310,9 +381,8 @@ class AdditionVectorEnv(VectorEnv):
         if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
             infos = self._same_step_reset(ended, critical, results)
         else:
-            if autoreset is not None:
-                for i in np.flatnonzero(autoreset):
-                    self._load(i, None)
+            if autoreset is not None and autoreset.any():
+                self._load(np.flatnonzero(autoreset))
             infos = self._infos(*critical, *results)
         return self._obs.copy(), rewards, terminated, truncated, infos
 
@@ -374,9 +444,10 @@ class AdditionVectorEnv(VectorEnv):
                 final_info[key] = value
                 final_info[f"_{key}"] = step_infos[f"_{key}"] & ended
         final_obs = np.full(self.num_envs, None, dtype=object)
-        for i in np.flatnonzero(ended):
+        envs = np.flatnonzero(ended)
+        for i in envs.tolist():
             final_obs[i] = self._obs[i].copy()
-            self._load(i, None)
+        self._load(envs)
         fields, mask = critical
         infos = self._infos(fields.copy(), mask & ~ended, *self._no_results())
         infos.update(final_obs=final_obs, _final_obs=ended.copy(), final_info=final_info)
@@ -386,13 +457,12 @@ class AdditionVectorEnv(VectorEnv):
     # ------------------------------------------------------------------- info
 
     def _text_of(self, i: int) -> str:
-        return str(self._text[i].view(f"U{self._text.shape[1]}")[0])
+        steps = int(self._steps[i])
+        return str(self._text[i, :steps].view(f"U{steps}")[0]) if steps else ""
 
     def _texts(self) -> np.ndarray:
-        """Every env's generated text as a new str array (one copy in C)."""
-        # Only as wide as the longest text: the copy costs per character of width.
-        width = max(int(self._steps.max()), 1)
-        return self._text[:, :width].copy().view(f"U{width}")[:, 0]
+        """Every env's generated text as a new str array."""
+        return _strings(self._text, int(self._steps.max()))
 
     def _no_critical(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.num_envs
@@ -417,9 +487,9 @@ class AdditionVectorEnv(VectorEnv):
             "_a": everywhere.copy(),
             "b": self._b.copy(),
             "_b": everywhere.copy(),
-            "prompt": self._prompts.copy(),
+            "prompt": _strings(self._prompt_codes, int(self._prompt_lengths.max())),
             "_prompt": everywhere.copy(),
-            "target": self._targets.copy(),
+            "target": _strings(self._target_codes, int(self._target_lengths.max())),
             "_target": everywhere.copy(),
             "text": self._texts(),
             "_text": everywhere.copy(),
@@ -440,19 +510,40 @@ class AdditionVectorEnv(VectorEnv):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
             return None
-        frames = tuple(str(p) + str(t) for p, t in zip(self._prompts, self._texts(), strict=True))
+        frames = tuple(
+            str(p) + str(t)
+            for p, t in zip(
+                _strings(self._prompt_codes, int(self._prompt_lengths.max())), self._texts(), strict=True
+            )
+        )
         if self.render_mode == "human":
             print("\n".join(frames))
             return None
         return frames
 
 
-def _store_str(array: np.ndarray, i: int, value: str) -> np.ndarray:
-    """Set ``array[i] = value``, widening the fixed-width str array first if needed.
+def _strings(codes: np.ndarray, width: int) -> np.ndarray:
+    """The rows of code-point table ``codes`` as a new str array of dtype ``U{width}``.
 
-    numpy would silently cut a string longer than the dtype's width.
+    ``width`` (the longest string) is less than the table's width, so the copy is of a
+    column slice, which numpy does row by row in its own copy loop. That is deliberate:
+    a whole-table copy of this size (tens to hundreds of KB) goes to a single memcpy,
+    which on the benchmark machine (AMD EPYC under KVM, glibc 2.36, ``rep movsb`` for
+    that size range) ran 5-10x slower than the row-by-row copy.
     """
-    if len(value) > array.dtype.itemsize // 4:
-        array = array.astype(f"U{len(value)}")
-    array[i] = value
-    return array
+    width = max(width, 1)
+    return codes[:, :width].copy().view(f"U{width}")[:, 0]
+
+
+def _store_codes(codes: np.ndarray, i: int, text: bytes | np.ndarray) -> np.ndarray:
+    """Write ASCII ``text`` into row ``i`` of the code-point table (its tail already zero).
+
+    Widened first if the row could not keep a spare zero column (a forced problem longer
+    than the split's longest).
+    """
+    if len(text) >= codes.shape[1]:
+        codes = np.pad(codes, ((0, 0), (0, len(text) + 1 - codes.shape[1])))
+    if isinstance(text, bytes):
+        text = np.frombuffer(text, dtype=np.uint8)
+    codes[i, : len(text)] = text
+    return codes

@@ -1,0 +1,168 @@
+"""One PPO / A2C update on a batch of LM episodes, with a per-token weighted KL penalty.
+
+Read top to bottom, in the manner of CleanRL's ``ppo.py``:
+
+1. the per-token rewards (the env's final reward, minus the weighted KL if it goes in the reward);
+2. GAE advantages and returns (gamma = 1 in the paper);
+3. epochs x minibatches of episodes: re-run the policy on whole sequences, then
+   clipped surrogate (PPO) or plain policy gradient (A2C), value loss, entropy bonus and
+   the weighted KL term, one optimizer step per minibatch with gradient clipping.
+
+The KL weight of each token is ``kl_weights(config.kl_weighting, J)`` with J the reference
+model's certainty there (see ``agents.kl``): 1 everywhere for the standard KL, J**beta for the
+paper's prioritized KL, 0 for none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.config import RLConfig
+from agents.kl import kl_estimate, kl_weights
+from agents.policy import LMPolicy
+from agents.rollout import Rollout
+
+
+@dataclass
+class KLController:
+    """The KL coefficient: fixed, or adapted towards a target KL (Ziegler et al., 2019)."""
+
+    coef: float
+    target: float | None = None
+    horizon: int = 10000
+
+    def update(self, observed_kl: float, episodes: int) -> None:
+        if self.target is None:
+            return
+        error = float(np.clip(observed_kl / self.target - 1.0, -0.2, 0.2))
+        self.coef *= 1.0 + error * episodes / self.horizon
+
+
+def token_kl_weights(rollout: Rollout, config: RLConfig) -> torch.Tensor:
+    """Per-token KL weights [B, T] from the reference certainty recorded in the rollout."""
+    weights = kl_weights(config.kl_weighting, rollout.certainty, config.beta, config.weight_floor)
+    return weights.expand_as(rollout.logp) * rollout.mask
+
+
+def shaped_rewards(rollout: Rollout, weights: torch.Tensor, config: RLConfig, kl_coef: float) -> torch.Tensor:
+    """Env rewards, minus ``kl_coef * w * KL`` per token when the KL goes in the reward."""
+    rewards = rollout.rewards.clone()
+    if config.kl_in == "reward" and config.kl_weighting != "none":
+        kl = kl_estimate(
+            config.kl_estimator, rollout.logp, rollout.ref_logp, rollout.log_probs, rollout.ref_log_probs
+        )
+        rewards -= kl_coef * weights * kl * rollout.mask
+    return rewards
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
+    """Generalized advantage estimates and returns over [B, T] episodes that end at ``mask``'s end."""
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros(rewards.shape[0], device=rewards.device)
+    steps = rewards.shape[1]
+    for t in reversed(range(steps)):
+        # The next token belongs to the episode iff it is masked in; past the end, value 0.
+        next_live = mask[:, t + 1].float() if t + 1 < steps else torch.zeros_like(last)
+        next_value = values[:, t + 1] if t + 1 < steps else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value * next_live - values[:, t]
+        last = delta + gamma * lam * next_live * last
+        advantages[:, t] = last
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def policy_forward(policy: LMPolicy, rollout: Rollout, rows: torch.Tensor):
+    """Tempered log-probs [b, T, V] and values [b, T] of the policy at every generated token."""
+    prompt_ids, prompt_mask = rollout.prompt_ids[rows], rollout.prompt_mask[rows]
+    actions = rollout.actions[rows]
+    width = prompt_ids.shape[1]
+    input_ids = torch.cat([prompt_ids, actions], dim=1)
+    attention = torch.cat([prompt_mask, torch.ones_like(actions)], dim=1)
+    # The same positions the rollout used: real prompt tokens count from 0, then one per token.
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    out = policy(input_ids, attention, positions)
+    # The output at the last prompt token predicts action 0, and so on.
+    logits = out.logits[:, width - 1 : -1]
+    values = out.values[:, width - 1 : -1]
+    return policy.log_probs(logits), values.float()
+
+
+def ppo_update(
+    policy: LMPolicy,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    config: RLConfig,
+    kl: KLController,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """One update (all epochs and minibatches) on ``rollout``; returns mean statistics."""
+    weights = token_kl_weights(rollout, config)
+    rewards = shaped_rewards(rollout, weights, config, kl.coef)
+    advantages, returns = gae(rewards, rollout.values, rollout.mask, config.gamma, config.gae_lambda)
+    mask = rollout.mask
+    if config.normalize_advantages:
+        valid = advantages[mask]
+        advantages = (advantages - valid.mean()) / (valid.std() + 1e-8) * mask
+
+    clip_low, clip_high = config.clip_coef, config.clip_coef_high or config.clip_coef
+    episodes = rollout.actions.shape[0]
+    history: dict[str, list[float]] = {}
+    for epoch in range(config.update_epochs):
+        order = torch.randperm(episodes, generator=generator, device="cpu").to(mask.device)
+        for minibatch, rows in enumerate(order.chunk(config.minibatches)):
+            log_probs, values = policy_forward(policy, rollout, rows)
+            m = mask[rows]
+            new_logp = log_probs.gather(-1, rollout.actions[rows, :, None]).squeeze(-1)
+            log_ratio = new_logp - rollout.logp[rows]
+            ratio = log_ratio.exp()
+            adv = advantages[rows]
+
+            if config.algo == "ppo":
+                clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
+                pg_loss = -torch.min(ratio * adv, clipped * adv)
+            else:  # a2c: the plain policy gradient of the sampled tokens
+                pg_loss = -new_logp * adv
+            value_loss = 0.5 * (values - returns[rows]) ** 2
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+            token_kl = kl_estimate(
+                config.kl_estimator, new_logp, rollout.ref_logp[rows], log_probs, rollout.ref_log_probs[rows]
+            )
+            loss_terms = pg_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+            if config.kl_in == "loss" and config.kl_weighting != "none":
+                loss_terms = loss_terms + kl.coef * weights[rows] * token_kl
+            loss = _masked_mean(loss_terms, m)
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            optimizer.step()
+
+            with torch.no_grad():
+                stats = {
+                    "loss": loss.item(),
+                    "pg_loss": _masked_mean(pg_loss, m).item(),
+                    "value_loss": _masked_mean(value_loss, m).item(),
+                    "entropy": _masked_mean(entropy, m).item(),
+                    "kl": _masked_mean(token_kl, m).item(),
+                    "weighted_kl": _masked_mean(weights[rows] * token_kl, m).item(),
+                    "approx_kl": _masked_mean((ratio - 1) - log_ratio, m).item(),
+                    "clip_fraction": _masked_mean(((ratio - 1).abs() > clip_low).float(), m).item(),
+                    "grad_norm": float(grad_norm),
+                }
+                if epoch == 0 and minibatch == 0:  # before any step: must be the rollout's policy
+                    stats["first_ratio_max_error"] = (ratio - 1).abs()[m].max().item()
+            for key, value in stats.items():
+                history.setdefault(key, []).append(value)
+
+    summary = {key: float(np.mean(values)) for key, values in history.items()}
+    summary["mean_kl_weight"] = _masked_mean(weights, mask).item()
+    summary["kl_coef"] = kl.coef
+    kl.update(summary["kl"], episodes)
+    return summary
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum() / mask.sum().clamp(min=1)
