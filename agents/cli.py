@@ -7,6 +7,7 @@ arith-rl eval-ref runs/ref-n3
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -56,7 +57,133 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--device", default="cpu")
+    tr = sub.add_parser("train", help="RL fine-tuning of a reference model (PPO / A2C, weighted KL)")
+    tr.add_argument("--out", required=True, help="run directory")
+    tr.add_argument("--ref", default=None, help="reference model directory (default: the shipped one)")
+    tr.add_argument("--preset", default="cpu", help="starting settings: cpu or paper")
+    tr.add_argument("--config", help="JSON file of settings (may name a 'preset')")
+    tr.add_argument("--kl-weighting", choices=("none", "uniform", "critical"))
+    tr.add_argument("--algo", choices=("ppo", "a2c"))
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--total-episodes", type=int)
+    tr.add_argument("--episodes-per-update", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--kl-coef", type=float)
+    tr.add_argument("--beta", type=float)
+    tr.add_argument("--temperature", type=float)
+    tr.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any other setting (JSON value)"
+    )
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    tr.add_argument("--device", default="cpu")
+
+    ev_rl = sub.add_parser("eval", help="accuracy of a fine-tuned run (or any model directory)")
+    ev_rl.add_argument("run_dir", help="run directory (arith-rl train --out) or model directory")
+    ev_rl.add_argument("--episodes", type=int, default=100)
+    ev_rl.add_argument("--split", help="harder split (default: the run's)")
+    ev_rl.add_argument("--seed", type=int, default=0)
+    ev_rl.add_argument("--device", default="cpu")
+
+    bench = sub.add_parser("bench", help="throughput benchmarks")
+    bench.add_argument("what", choices=("rollout", "env"))
+    bench.add_argument("--batch", type=int, default=64)
+    bench.add_argument("--digits", type=int, default=7)
+    bench.add_argument("--size", default="tiny")
+    bench.add_argument("--max-tokens", type=int, help="cap on tokens per episode (default: the env's limit)")
+    bench.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def rl_config_from_args(args: argparse.Namespace):
+    """The preset, then the config file, then ``--set`` pairs, then the named flags."""
+    from agents.config import PRESETS, RLConfig
+
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
+    config = RLConfig.from_file(args.config) if args.config else PRESETS[args.preset]
+    overrides = {}
+    for pair in args.set:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.replace("-", "_")] = value
+    named = ("kl_weighting", "algo", "seed", "total_episodes", "episodes_per_update", "lr", "kl_coef", "beta")
+    overrides.update({k: getattr(args, k) for k in (*named, "temperature") if getattr(args, k) is not None})
+    return config.with_overrides(**overrides)
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from agents.model import DEFAULT_REFERENCE
+    from agents.train import Trainer
+
+    config = rl_config_from_args(args)
+    reference = args.ref or DEFAULT_REFERENCE
+    if args.resume:
+        saved = Path(args.out) / "reference.txt"
+        reference = args.ref or (saved.read_text().strip() if saved.exists() else reference)
+    trainer = Trainer(config, reference, args.out, args.device)
+    if args.resume:
+        trainer.load()
+    elif (Path(args.out) / "checkpoint").exists():
+        print(
+            f"{args.out} already holds a run: pass --resume to continue it, or choose another --out",
+            file=sys.stderr,
+        )
+        return 2
+    trainer.run()
+    _print_eval(trainer.evaluate(), trainer.config.split)
+    return 0
+
+
+def _print_eval(metrics: dict[str, float], split: str) -> None:
+    for name in dict.fromkeys(("comfort", split)):
+        sampled, greedy = 100 * metrics[f"{name}_sampled"], 100 * metrics[f"{name}_greedy"]
+        print(f"{name:>8}: sampled {sampled:5.1f}%   greedy {greedy:5.1f}%")
+
+
+@command("eval")
+def _eval(args: argparse.Namespace) -> int:
+    from agents.config import RLConfig
+    from agents.evaluate import rl_evaluation
+    from agents.model import load_reference
+
+    run = Path(args.run_dir)
+    model_dir = run / "checkpoint" if (run / "checkpoint").is_dir() else run
+    model, task = load_reference(model_dir)
+    split = args.split
+    if split is None and (run / "config.json").is_file():
+        split = RLConfig(**json.loads((run / "config.json").read_text())).split
+    split = split or "plus1"
+    metrics = rl_evaluation(
+        model.to(args.device), task.comfort_digits, split, task.temperature, args.episodes, args.seed
+    )
+    print(f"{model_dir}: N={task.comfort_digits}, T={task.temperature:g}, {args.episodes} episodes per cell")
+    _print_eval(metrics, split)
+    return 0
+
+
+@command("bench")
+def _bench(args: argparse.Namespace) -> int:
+    if args.what == "env":
+        from arith_gym import bench
+
+        return bench.main([]) or 0
+    from agents.bench import rollout_benchmark
+
+    r = rollout_benchmark(args.batch, args.digits, "plus1", args.size, args.max_tokens, args.seed)
+    per_episode = r["tokens_per_episode"]
+    print(f"batch {args.batch}, N={args.digits} plus1, {per_episode:.0f} tokens/episode, {args.size} model")
+    for mode in ("cached", "naive"):
+        print(
+            f"{mode:>7}: {r[f'{mode}_tokens_per_s']:9.0f} tokens/s  ({r[f'{mode}_seconds']:.1f} s)"
+            f"  env share {100 * r[f'{mode}_env_share']:.1f}%"
+        )
+    print(f"speedup cached / naive: {r['speedup']:.1f}x")
+    return 0
 
 
 @command("pretrain")
@@ -107,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"arith-rl {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -34,6 +34,8 @@ class ModelSize:
 
 
 SIZES: dict[str, ModelSize] = {
+    # For tests and smoke runs only: learns nothing useful, runs in milliseconds.
+    "micro": ModelSize(n_layer=2, n_embd=32, n_head=2, n_positions=512),
     # CPU-friendly: trains in minutes on 2 cores, ships under 5 MB.
     "tiny": ModelSize(n_layer=4, n_embd=128, n_head=4),
     "small": ModelSize(n_layer=6, n_embd=256, n_head=8),

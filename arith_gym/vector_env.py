@@ -40,6 +40,38 @@ _BYTE_TO_ID = np.zeros(256, dtype=np.int64)
 _BYTE_TO_ID[ID_TO_BYTE[:PAD_ID]] = np.arange(PAD_ID)  # only ever applied to generated ASCII text
 
 
+def sample_operands(rng: np.random.Generator, split_offset: int, comfort_digits: int) -> tuple[int, int]:
+    """:func:`arith_gym.operands.sample_operands` for a checked split (its k), drawing the same.
+
+    The same calls to ``rng`` in the same order, except that the digits after a number's
+    leading one are drawn one ``integers(0, 10)`` call each instead of one ``size=k`` call,
+    which gives the same values (the tests check it) and costs less for a few digits.
+    Without the arguments' checks and the digit-string round trip, a reset draws its problem
+    in about two thirds of the time.
+    """
+    integers = rng.integers
+    if split_offset == 0:
+        counts = (int(integers(1, comfort_digits + 1)), int(integers(1, comfort_digits + 1)))
+    else:
+        long_side = int(integers(0, 2))
+        long_digits = comfort_digits + split_offset
+        if rng.random() < 0.5:
+            other = int(integers(1, comfort_digits + 1))
+        else:
+            other = int(integers(comfort_digits + 1, long_digits + 1))
+        counts = (long_digits, other) if long_side == 0 else (other, long_digits)
+    pair = []
+    for digits in counts:
+        if digits == 1:
+            pair.append(int(integers(0, 10)))
+            continue
+        value = int(integers(1, 10))
+        for _ in range(digits - 1):
+            value = value * 10 + int(integers(0, 10))
+        pair.append(value)
+    return pair[0], pair[1]
+
+
 def episode_text(a: int, b: int, comfort_digits: int) -> tuple[str, list[tuple[int, int, int, int, int]]]:
     """``target_text(a, b)`` and its critical tokens as ``(position, line, operand, index, kind code)``.
 
@@ -191,6 +223,7 @@ class AdditionVectorEnv(VectorEnv):
         self.config = EnvConfig.from_kwargs(
             comfort_digits, split, reward_mode, context_length, max_episode_steps, render_mode
         )
+        self._split_offset = operands.split_offset(self.config.split)
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         self.autoreset_mode = autoreset_mode
@@ -208,20 +241,22 @@ class AdditionVectorEnv(VectorEnv):
         self._rngs: list[np.random.Generator | None] = [None] * n
         self._needs_reset = True
         self._obs = np.full((n, self.config.context_length), PAD_ID, dtype=np.int64)
-        # The generated text, prompt and target as code points, zero after the string: viewed
+        # The generated text and target as code points, zero after the string: viewed
         # as dtype f"U{w}" each row is the string (numpy str arrays are UCS-4 and drop trailing
         # NULs), so building an info str array is one copy, not a per-character conversion.
         # See _strings for why each table has a spare column.
         self._text = np.zeros((n, width + 1), dtype=np.uint32)
-        self._prompt_codes = np.zeros((n, self.config.max_prompt_length + 1), dtype=np.uint32)
+        self._prompts = np.full(n, "", dtype=f"U{self.config.max_prompt_length}")
         # At least max_episode_steps wide (nothing later can be written): the step compares
         # the written code points with it, and 0 (after the target) matches no token.
         target_width = max(self.config.max_target_length, width) + 1
         self._target_codes = np.zeros((n, target_width), dtype=np.uint32)
         self._prompt_lengths = np.zeros(n, dtype=np.int64)
         self._target_lengths = np.zeros(n, dtype=np.int64)
-        # Per target position: line, operand, index, kind code of its critical token, or -1s.
+        # Per target position: line, operand, index, kind code of its critical token, or -1s;
+        # and whether it has one (the step looks that up first: records are rare).
         self._critical = np.full((n, width, 4), -1, dtype=np.int64)
+        self._is_critical = np.zeros((n, width), dtype=bool)
         self._steps = np.zeros(n, dtype=np.int64)  # generated tokens
         # Generated tokens at which the episode is truncated: the step or the context limit.
         self._step_limits = np.zeros(n, dtype=np.int64)
@@ -313,14 +348,14 @@ class AdditionVectorEnv(VectorEnv):
         width = config.max_episode_steps  # no critical record past it can be reached
         self._obs[envs] = PAD_ID
         self._text[envs] = 0
-        self._prompt_codes[envs] = 0
         self._target_codes[envs] = 0
         self._critical[envs] = -1
+        self._is_critical[envs] = False
         prompt_lengths, target_lengths = [], []
         for i in envs.tolist():
             pair = None if forced is None else forced[i]
             if pair is None:
-                a, b = operands.sample_operands(self._rngs[i], config.split, config.comfort_digits)
+                a, b = sample_operands(self._rngs[i], self._split_offset, config.comfort_digits)
             else:
                 a, b = pair
             prompt = prompt_text(a, b)
@@ -328,11 +363,12 @@ class AdditionVectorEnv(VectorEnv):
             self._a[i], self._b[i], self._answers[i] = a, b, a + b
             prompt_bytes = np.frombuffer(prompt.encode("ascii"), dtype=np.uint8)
             self._obs[i, : len(prompt)] = _BYTE_TO_ID[prompt_bytes]
-            self._prompt_codes = _store_codes(self._prompt_codes, i, prompt_bytes)
+            self._prompts = _store_str(self._prompts, i, prompt)
             self._target_codes = _store_codes(self._target_codes, i, target.encode("ascii"))
             if records:
                 table = np.array([r for r in records if r[0] < width], dtype=np.int64).reshape(-1, 5)
                 self._critical[i, table[:, 0]] = table[:, 1:]
+                self._is_critical[i, table[:, 0]] = True
             prompt_lengths.append(len(prompt))
             target_lengths.append(len(target))
         lengths = np.array(prompt_lengths, dtype=np.int64)
@@ -406,14 +442,13 @@ class AdditionVectorEnv(VectorEnv):
 
     def _critical_records(self, rows: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Info ``critical`` fields (5, num_envs) and mask for on-track tokens at ``positions``."""
-        records = self._critical[rows, positions]
-        has = records[:, 3] >= 0
+        has = self._is_critical[rows, positions]
         fields = np.full((len(CRITICAL_FIELDS), self.num_envs), -1, dtype=np.int64)
         mask = np.zeros(self.num_envs, dtype=bool)
         if has.any():
-            rows = rows[has]
-            fields[0, rows] = positions[has]
-            fields[1:, rows] = records[has].T
+            rows, positions = rows[has], positions[has]
+            fields[0, rows] = positions
+            fields[1:, rows] = self._critical[rows, positions].T
             mask[rows] = True
         return fields, mask
 
@@ -487,7 +522,7 @@ class AdditionVectorEnv(VectorEnv):
             "_a": everywhere.copy(),
             "b": self._b.copy(),
             "_b": everywhere.copy(),
-            "prompt": _strings(self._prompt_codes, int(self._prompt_lengths.max())),
+            "prompt": self._prompts.copy(),
             "_prompt": everywhere.copy(),
             "target": _strings(self._target_codes, int(self._target_lengths.max())),
             "_target": everywhere.copy(),
@@ -510,12 +545,7 @@ class AdditionVectorEnv(VectorEnv):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
             return None
-        frames = tuple(
-            str(p) + str(t)
-            for p, t in zip(
-                _strings(self._prompt_codes, int(self._prompt_lengths.max())), self._texts(), strict=True
-            )
-        )
+        frames = tuple(str(p) + str(t) for p, t in zip(self._prompts, self._texts(), strict=True))
         if self.render_mode == "human":
             print("\n".join(frames))
             return None
@@ -535,7 +565,7 @@ def _strings(codes: np.ndarray, width: int) -> np.ndarray:
     return codes[:, :width].copy().view(f"U{width}")[:, 0]
 
 
-def _store_codes(codes: np.ndarray, i: int, text: bytes | np.ndarray) -> np.ndarray:
+def _store_codes(codes: np.ndarray, i: int, text: bytes) -> np.ndarray:
     """Write ASCII ``text`` into row ``i`` of the code-point table (its tail already zero).
 
     Widened first if the row could not keep a spare zero column (a forced problem longer
@@ -543,7 +573,16 @@ def _store_codes(codes: np.ndarray, i: int, text: bytes | np.ndarray) -> np.ndar
     """
     if len(text) >= codes.shape[1]:
         codes = np.pad(codes, ((0, 0), (0, len(text) + 1 - codes.shape[1])))
-    if isinstance(text, bytes):
-        text = np.frombuffer(text, dtype=np.uint8)
-    codes[i, : len(text)] = text
+    codes[i, : len(text)] = np.frombuffer(text, dtype=np.uint8)
     return codes
+
+
+def _store_str(array: np.ndarray, i: int, value: str) -> np.ndarray:
+    """Set ``array[i] = value``, widening the fixed-width str array first if needed.
+
+    numpy would silently cut a string longer than the dtype's width.
+    """
+    if len(value) > array.dtype.itemsize // 4:
+        array = array.astype(f"U{len(value)}")
+    array[i] = value
+    return array
