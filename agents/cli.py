@@ -155,7 +155,8 @@ def _eval(args: argparse.Namespace) -> int:
     model_dir = run / "checkpoint" if (run / "checkpoint").is_dir() else run
     model, task = load_reference(model_dir)
     split = args.split
-    if split is None and (run / "config.json").is_file():
+    # A run directory's config.json is its RLConfig; a model directory's is the model's own.
+    if split is None and model_dir != run and (run / "config.json").is_file():
         split = RLConfig(**json.loads((run / "config.json").read_text())).split
     split = split or "plus1"
     metrics = rl_evaluation(
@@ -214,6 +215,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _eval_ref(args: argparse.Namespace) -> int:
     from agents.evaluate import format_length_table, length_table
     from agents.model import load_reference
+    from agents.teacher_forcing import critical_report
 
     model, task = load_reference(args.model_dir)
     model.to(args.device)
@@ -226,6 +228,16 @@ def _eval_ref(args: argparse.Namespace) -> int:
         )
         title = f"N={task.comfort_digits}, {label}, {args.problems} problems per cell, 95% Wilson CI"
         print(format_length_table(table, task.comfort_digits, title))
+    report = critical_report(model, task.comfort_digits, temperature, min(args.problems, 500), args.seed)
+    print(
+        f"Where it fails on {task.comfort_digits + 1} digits (varying lengths, T={temperature:g}):\n"
+        f"  teacher forcing: mean p(right token) {report['p_right_critical']:.3f} at critical tokens,"
+        f" {report['p_right_other']:.3f} elsewhere;\n"
+        f"  {100 * report['weak_share_critical']:.0f}% of the tokens with p(right) < 0.5 are critical"
+        f" (critical tokens are {100 * report['critical_share_of_tokens']:.1f}% of all);\n"
+        f"  sampled: {100 * report['sampled_accuracy']:.1f}% solved; of the failures,"
+        f" {100 * report['failures_first_wrong_at_critical']:.0f}% first go wrong at a critical token."
+    )
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -199,12 +199,19 @@ def pretrain(
     progress: bool = True,
     evaluate_fn=None,
     device: str | torch.device = "cpu",
+    stop_after: int | None = None,
 ) -> GPT2LMHeadModel:
     """Train a reference model and save it to ``out_dir`` (see the module docstring).
 
     ``evaluate_fn(model, config) -> dict`` is called every ``eval_every`` steps and at the
     end; its numbers go to the progress bar and ``metrics.csv``. Returns the trained model.
+
+    ``stop_after``: stop after this many steps of this call (before ``config.steps``), with a
+    checkpoint saved, as an interruption would; ``resume=True`` then continues the run. The
+    reference model directory is written only when the run completes.
     """
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f"stop_after must be at least 1, got {stop_after}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -219,7 +226,8 @@ def pretrain(
     metrics_path = out / "metrics.csv"
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="pretrain", dynamic_ncols=True)
     started, tokens = time.perf_counter(), 0
-    while step < config.steps:
+    last = config.steps if stop_after is None else min(config.steps, step + stop_after)
+    while step < last:
         batch = {k: v.to(device) for k, v in next_batch(rng, config).items()}
         loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
@@ -237,10 +245,12 @@ def pretrain(
             _append_csv(metrics_path, row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
         bar.update(1)
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if step % config.checkpoint_every == 0 or step == last:
             save_state(out, model, optimizer, scheduler, rng, step, config)
     bar.close()
     model.eval()
+    if step < config.steps:
+        return model
     save_reference(model.cpu(), out, TaskInfo(config.comfort_digits, config.temperature, config.size))
     return model.to(device)
 

@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedModel
 
 from agents.pretrain import make_batch
-from arith_gym.scratchpad import CriticalToken, critical_tokens
+from arith_gym.scratchpad import CriticalToken, critical_tokens, target_text
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,41 @@ def critical_probabilities(
         for token in critical_tokens(a, b, comfort_digits):
             sums.setdefault(critical_label(token), []).append(float(result.probs[token.position]))
     return {label: float(np.mean(values)) for label, values in sorted(sums.items())}
+
+
+def failures_at_critical(
+    problems: Sequence[tuple[int, int]], texts: Sequence[str], solved: np.ndarray, comfort_digits: int
+) -> float:
+    """Share of failed episodes whose first wrong token is a structural critical token."""
+    hits, failures = 0, 0
+    for (a, b), text, ok in zip(problems, texts, solved, strict=True):
+        if ok:
+            continue
+        failures += 1
+        where = first_deviation(text, target_text(a, b))
+        hits += where in {t.position for t in critical_tokens(a, b, comfort_digits)}
+    return hits / failures if failures else float("nan")
+
+
+def critical_report(
+    model: PreTrainedModel,
+    comfort_digits: int,
+    temperature: float,
+    problems: int = 200,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Where a reference model fails on N+1 digits: teacher-forced probabilities and sampled failures."""
+    from agents.episodes import play_episodes
+    from agents.evaluate import problems_with_digits, split_for
+
+    rng = np.random.default_rng(seed)
+    digits = comfort_digits + 1
+    batch = problems_with_digits(rng, digits, "varying", problems)
+    report = summarize(target_token_probs(model, batch, comfort_digits, temperature))
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    solved, texts = play_episodes(
+        model, batch, comfort_digits, split_for(digits, comfort_digits), temperature, generator
+    )
+    report["sampled_accuracy"] = float(solved.mean())
+    report["failures_first_wrong_at_critical"] = failures_at_critical(batch, texts, solved, comfort_digits)
+    return report

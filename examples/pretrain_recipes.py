@@ -24,8 +24,7 @@ import torch
 from agents.episodes import play_episodes
 from agents.evaluate import problems_with_digits, split_for
 from agents.pretrain import PretrainConfig, pretrain
-from agents.teacher_forcing import first_deviation, summarize, target_token_probs
-from arith_gym.scratchpad import critical_tokens, target_text
+from agents.teacher_forcing import failures_at_critical, summarize, target_token_probs
 
 RECIPES: dict[str, dict] = {
     "plain": {},
@@ -62,18 +61,6 @@ def measure(model, comfort_digits: int, problems: int, temperatures: tuple[float
         tf = summarize(target_token_probs(model, plus1, comfort_digits, temperature))
         results.update({f"tf_T{temperature:g}_{k}": v for k, v in tf.items()})
     return results
-
-
-def failures_at_critical(problems, texts, solved, comfort_digits: int) -> float:
-    """Share of failed episodes whose first wrong token is a structural critical token."""
-    hits, failures = 0, 0
-    for (a, b), text, ok in zip(problems, texts, solved, strict=True):
-        if ok:
-            continue
-        failures += 1
-        where = first_deviation(text, target_text(a, b))
-        hits += where in {t.position for t in critical_tokens(a, b, comfort_digits)}
-    return hits / failures if failures else float("nan")
 
 
 def run_recipe(job: tuple[str, PretrainConfig, str, int, tuple[float, ...], str]) -> dict:

@@ -1,0 +1,139 @@
+"""The RL fine-tuning loop (agents/train.py): determinism, exact resume, run directories."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from agents.config import RLConfig
+from agents.model import load_reference
+from agents.train import CHECKPOINT, Trainer, derived_seed, read_metrics, train
+
+# 4 updates of 4 episodes of a micro model; evaluation at update 0 and at the end.
+CONFIG = RLConfig(
+    algo="ppo",
+    lr=1e-3,
+    episodes_per_update=4,
+    total_episodes=16,
+    update_epochs=2,
+    minibatches=2,
+    kl_coef=1.0,
+    eval_every=4,
+    eval_episodes=4,
+    checkpoint_every=1,
+    value_hidden=(16,),
+    seed=0,
+)
+TIMING_COLUMNS = ("rollout_seconds",)
+
+
+def _rows(run_dir) -> list[dict[str, str]]:
+    """metrics.csv rows without wall-clock timings (the only thing allowed to differ)."""
+    with (run_dir / "metrics.csv").open() as handle:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(handle)]
+
+
+def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.policy.state_dict().items()}
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="module")
+def straight_run(micro_reference_dir, tmp_path_factory):
+    """The four updates in one go."""
+    run_dir = tmp_path_factory.mktemp("straight")
+    trainer = Trainer(CONFIG, micro_reference_dir, run_dir)
+    trainer.run(progress=False)
+    return trainer, run_dir
+
+
+def test_run_directory_and_metrics(straight_run, micro_reference_dir):
+    trainer, run_dir = straight_run
+    assert trainer.update == 4 and trainer.episodes == 16
+    assert trainer.config.temperature == 1.0  # taken from the reference's arith_gym.json
+    assert RLConfig(**{**json.loads((run_dir / "config.json").read_text()), "value_hidden": (16,)}) == (
+        trainer.config
+    )
+    assert (run_dir / "reference.txt").read_text().strip() == str(micro_reference_dir.resolve())
+    assert any((run_dir / "tb").iterdir())
+    rows = read_metrics(run_dir)
+    assert [row["update"] for row in rows] == [0, 1, 2, 3, 4]
+    assert [row["episodes"] for row in rows] == [0, 4, 8, 12, 16]
+    assert "plus1_sampled" in rows[0] and "plus1_sampled" in rows[4]  # evaluations
+    assert "plus1_sampled" not in rows[1]
+    for row in rows[1:]:
+        assert row["first_ratio_max_error"] < 1e-4
+        assert 0.0 <= row["train_accuracy"] <= 1.0
+    # The checkpoint is a reference model directory of the final policy.
+    lm, task = load_reference(run_dir / CHECKPOINT)
+    assert task.comfort_digits == 1 and task.notes == "RL fine-tuned"
+    _assert_same_weights(lm.state_dict(), trainer.policy.lm.state_dict())
+
+
+def test_training_changes_the_policy_not_the_reference(straight_run, micro_reference_dir):
+    trainer, _ = straight_run
+    original, _ = load_reference(micro_reference_dir)
+    _assert_same_weights(trainer.reference.state_dict(), original.state_dict())
+    assert not all(
+        torch.equal(p, q) for p, q in zip(trainer.policy.lm.parameters(), original.parameters(), strict=True)
+    )
+
+
+def test_same_seed_same_run(straight_run, micro_reference_dir, tmp_path):
+    first, first_dir = straight_run
+    second = Trainer(CONFIG, micro_reference_dir, tmp_path)
+    second.run(progress=False)
+    assert _rows(tmp_path) == _rows(first_dir)
+    _assert_same_weights(_state(second), _state(first))
+
+
+def test_resume_equals_uninterrupted(straight_run, micro_reference_dir, tmp_path):
+    straight, straight_dir = straight_run
+    interrupted = Trainer(CONFIG, micro_reference_dir, tmp_path)
+    interrupted.run(progress=False, max_updates=2)
+    assert interrupted.update == 2
+    assert [row["update"] for row in read_metrics(tmp_path)] == [0, 1, 2]
+
+    resumed = Trainer(CONFIG, micro_reference_dir, tmp_path)
+    resumed.load()
+    assert resumed.update == 2 and resumed.episodes == 8
+    resumed.run(progress=False)
+    assert resumed.update == 4
+    _assert_same_weights(_state(resumed), _state(straight))
+    assert resumed.kl.coef == straight.kl.coef
+    assert torch.equal(resumed.generator.get_state(), straight.generator.get_state())
+    assert _rows(tmp_path) == _rows(straight_dir)
+
+
+def test_resume_with_other_settings_is_refused(straight_run, micro_reference_dir):
+    _, run_dir = straight_run
+    other = Trainer(CONFIG.with_overrides(lr=5e-4), micro_reference_dir, run_dir)
+    with pytest.raises(ValueError, match=r"differ from the checkpoint's: \['lr'\]"):
+        other.load()
+
+
+def test_resume_without_checkpoint(micro_reference_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        Trainer(CONFIG, micro_reference_dir, tmp_path).load()
+
+
+def test_train_refuses_to_overwrite_a_run(straight_run, micro_reference_dir):
+    _, run_dir = straight_run
+    before = (run_dir / "metrics.csv").read_text()
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(CONFIG, run_dir, micro_reference_dir, progress=False)
+    assert (run_dir / "metrics.csv").read_text() == before
+
+
+def test_derived_seeds_are_distinct_and_stable():
+    seeds = {derived_seed(0, 0, update) for update in range(100)}
+    assert len(seeds) == 100
+    assert derived_seed(0, 0, 5) == derived_seed(0, 0, 5) != derived_seed(1, 0, 5)
