@@ -229,6 +229,7 @@ def _eval_ref(args: argparse.Namespace) -> int:
         title = f"N={task.comfort_digits}, {label}, {args.problems} problems per cell, 95% Wilson CI"
         print(format_length_table(table, task.comfort_digits, title))
     report = critical_report(model, task.comfort_digits, temperature, min(args.problems, 500), args.seed)
+    gap = report["certainty_critical"] - report["certainty_other"]
     print(
         f"Where it fails on {task.comfort_digits + 1} digits (varying lengths, T={temperature:g}):\n"
         f"  teacher forcing: mean p(right token) {report['p_right_critical']:.3f} at critical tokens,"
@@ -236,7 +237,10 @@ def _eval_ref(args: argparse.Namespace) -> int:
         f"  {100 * report['weak_share_critical']:.0f}% of the tokens with p(right) < 0.5 are critical"
         f" (critical tokens are {100 * report['critical_share_of_tokens']:.1f}% of all);\n"
         f"  sampled: {100 * report['sampled_accuracy']:.1f}% solved; of the failures,"
-        f" {100 * report['failures_first_wrong_at_critical']:.0f}% first go wrong at a critical token."
+        f" {100 * report['failures_first_wrong_at_critical']:.0f}% first go wrong at a critical token;\n"
+        f"  certainty J at T=4: {report['certainty_critical']:.3f} at critical tokens,"
+        f" {report['certainty_other']:.3f} elsewhere (gap {gap:+.3f});"
+        f" KL weight J^150: {report['kl_weight_critical']:.3f} vs {report['kl_weight_other']:.3f}."
     )
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0

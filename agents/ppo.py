@@ -105,9 +105,11 @@ def ppo_update(
     mask = rollout.mask
     if config.normalize_advantages:
         valid = advantages[mask]
-        advantages = (advantages - valid.mean()) / (valid.std() + 1e-8) * mask
+        # Population std: a batch with a single live token must not divide by NaN.
+        advantages = (advantages - valid.mean()) / (valid.std(correction=0) + 1e-8) * mask
 
-    clip_low, clip_high = config.clip_coef, config.clip_coef_high or config.clip_coef
+    clip_low = config.clip_coef
+    clip_high = config.clip_coef if config.clip_coef_high is None else config.clip_coef_high
     episodes = rollout.actions.shape[0]
     history: dict[str, list[float]] = {}
     for epoch in range(config.update_epochs):

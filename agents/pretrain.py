@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GPT2LMHeadModel, get_cosine_schedule_with_warmup
 
+from agents.checkpoint import find_dir, write_dir
 from agents.model import TaskInfo, build_model, save_reference
 from arith_gym.operands import sample_operands
 from arith_gym.scratchpad import prompt_text, target_text
@@ -143,38 +144,23 @@ def save_state(
     out_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, step: int, config
 ) -> None:
     """Write a resumable checkpoint atomically (a crash mid-write leaves the previous one intact)."""
-    state_dir = out_dir / STATE_DIR
-    tmp = out_dir / (STATE_DIR + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp / "model", safe_serialization=True)
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng.bit_generator.state,
-            "step": step,
-            "config": asdict(config),
-        },
-        tmp / "trainer.pt",
-    )
-    if state_dir.exists():
-        old = out_dir / (STATE_DIR + ".old")
-        state_dir.rename(old)
-        tmp.rename(state_dir)
-        _remove_tree(old)
-    else:
-        tmp.rename(state_dir)
-
-
-def _remove_tree(path: Path) -> None:
-    for child in sorted(path.rglob("*"), reverse=True):
-        child.rmdir() if child.is_dir() else child.unlink()
-    path.rmdir()
+    with write_dir(out_dir / STATE_DIR) as tmp:
+        model.save_pretrained(tmp / "model", safe_serialization=True)
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng.bit_generator.state,
+                "step": step,
+                "config": asdict(config),
+            },
+            tmp / "trainer.pt",
+        )
 
 
 def load_state(out_dir: Path, config: PretrainConfig, device: str | torch.device = "cpu"):
     """Model, optimizer, scheduler, data generator and step of the checkpoint in ``out_dir``."""
-    state_dir = out_dir / STATE_DIR
+    state_dir = find_dir(out_dir / STATE_DIR)
     if not (state_dir / "trainer.pt").is_file():
         raise FileNotFoundError(
             f"no checkpoint to resume from in {out_dir} (expected {state_dir}/trainer.pt)"

@@ -14,15 +14,18 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from agents.kl import certainty as certainty_of
 from agents.pretrain import make_batch
 from arith_gym.scratchpad import CriticalToken, critical_tokens, target_text
 
 
 @dataclass(frozen=True)
 class TargetProbs:
-    """Per target token of one problem: p(right token) and whether it is critical."""
+    """Per target token of one problem: p(right token), the model's certainty J there
+    (``agents.kl.certainty`` at the certainty temperature) and whether it is critical."""
 
     probs: np.ndarray
+    certainty: np.ndarray
     critical: np.ndarray
 
 
@@ -33,6 +36,8 @@ def target_token_probs(
     comfort_digits: int,
     temperature: float = 1.0,
     batch_size: int = 64,
+    certainty_temperature: float = 4.0,
+    certainty_kind: str = "negentropy",
 ) -> list[TargetProbs]:
     """p(right token | right prefix) at ``temperature`` for every target token of each problem."""
     device = next(model.parameters()).device
@@ -41,25 +46,34 @@ def target_token_probs(
         chunk = problems[start : start + batch_size]
         batch = {k: v.to(device) for k, v in make_batch(chunk).items()}
         labels = batch.pop("labels")
-        logits = model(**batch).logits[:, :-1].float() / temperature
+        raw = model(**batch).logits[:, :-1].float()
         targets = labels[:, 1:]
-        log_probs = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+        log_probs = torch.log_softmax(raw / temperature, dim=-1).gather(-1, targets.clamp(min=0)[..., None])[
+            ..., 0
+        ]
+        certainty = certainty_of(raw, certainty_temperature, certainty_kind)
         for row, (a, b) in enumerate(chunk):
             keep = (targets[row] >= 0).cpu().numpy()
             probs = log_probs[row].exp().cpu().numpy()[keep]
             critical = np.zeros(len(probs), dtype=bool)
             critical[[t.position for t in critical_tokens(a, b, comfort_digits)]] = True
-            results.append(TargetProbs(probs, critical))
-    assert all(len(r.probs) for r in results), "every target has at least one token"
+            results.append(TargetProbs(probs, certainty[row].cpu().numpy()[keep], critical))
     return results
 
 
-def summarize(results: Sequence[TargetProbs], low: float = 0.5) -> dict[str, float]:
-    """Mean p(right) at critical and other tokens, and where the low-probability tokens are."""
+def summarize(results: Sequence[TargetProbs], low: float = 0.5, beta: float = 150.0) -> dict[str, float]:
+    """Mean p(right) at critical and other tokens, where the low-probability tokens are, and
+    the certainty J and prioritized-KL weight J**beta at critical and other tokens."""
     probs = np.concatenate([r.probs for r in results])
+    certainty = np.concatenate([r.certainty for r in results])
     critical = np.concatenate([r.critical for r in results])
     weak = probs < low
+    weights = certainty.astype(np.float64) ** beta
     return {
+        "certainty_critical": float(certainty[critical].mean()) if critical.any() else float("nan"),
+        "certainty_other": float(certainty[~critical].mean()),
+        "kl_weight_critical": float(weights[critical].mean()) if critical.any() else float("nan"),
+        "kl_weight_other": float(weights[~critical].mean()),
         "p_right_critical": float(probs[critical].mean()) if critical.any() else float("nan"),
         "p_right_other": float(probs[~critical].mean()),
         "min_p_other": float(probs[~critical].min()),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from agents.checkpoint import find_dir, write_dir
 from agents.config import RLConfig
 from agents.episodes import make_vector_env
 from agents.evaluate import rl_evaluation
@@ -66,32 +66,26 @@ class Trainer:
 
     def save(self) -> Path:
         """Write ``checkpoint/`` atomically: a crash mid-write keeps the previous one."""
-        tmp = self.run_dir / (CHECKPOINT + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
         info = TaskInfo(self.task.comfort_digits, self.config.temperature, self.task.size, "RL fine-tuned")
-        save_reference(self.policy.lm, tmp, info)
-        torch.save(
-            {
-                "value_head": self.policy.value_head.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(),
-                "kl_coef": self.kl.coef,
-                "update": self.update,
-                "episodes": self.episodes,
-                "config": asdict(self.config),
-            },
-            tmp / "trainer.pt",
-        )
-        final = self.run_dir / CHECKPOINT
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        return final
+        with write_dir(self.run_dir / CHECKPOINT) as tmp:
+            save_reference(self.policy.lm, tmp, info)
+            torch.save(
+                {
+                    "value_head": self.policy.value_head.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "generator": self.generator.get_state(),
+                    "kl_coef": self.kl.coef,
+                    "update": self.update,
+                    "episodes": self.episodes,
+                    "config": asdict(self.config),
+                },
+                tmp / "trainer.pt",
+            )
+        return self.run_dir / CHECKPOINT
 
     def load(self) -> None:
         """Restore the state saved by :meth:`save` (``--resume``)."""
-        path = self.run_dir / CHECKPOINT
+        path = find_dir(self.run_dir / CHECKPOINT)
         if not (path / "trainer.pt").is_file():
             raise FileNotFoundError(f"nothing to resume: {path}/trainer.pt does not exist")
         state = torch.load(path / "trainer.pt", weights_only=False, map_location="cpu")
@@ -157,6 +151,7 @@ class Trainer:
             else min(self.config.num_updates, self.update + max_updates)
         )
         bar = tqdm(total=self.config.num_updates, initial=self.update, desc="train", disable=not progress)
+        self.policy.train()
         if self.update == 0:
             self._log({"update": 0, "episodes": 0, **self.evaluate()}, writer, bar)
         try:

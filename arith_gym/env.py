@@ -143,10 +143,11 @@ class Problem:
                 that does not fit.
         """
         a, b = scratchpad.check_operand(a, "a"), scratchpad.check_operand(b, "b")
-        prompt, target = scratchpad.prompt_text(a, b), scratchpad.target_text(a, b)
+        prompt = scratchpad.prompt_text(a, b)
+        target, records = scratchpad.target_and_critical(a, b, config.comfort_digits)
         if forced:
             check_problem_fits(a, b, len(prompt), len(target), config)
-        critical = tuple(scratchpad.critical_tokens(a, b, config.comfort_digits))
+        critical = tuple(map(CriticalToken.from_record, records))
         ids = tokenizer.encode(prompt), tokenizer.encode(target)
         return cls(a, b, prompt, target, ids[0], ids[1], critical)
 
@@ -289,6 +290,7 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
         self.config = EnvConfig.from_kwargs(
             comfort_digits, split, reward_mode, context_length, max_episode_steps, render_mode
         )
+        self._split_offset = operands.split_offset(self.config.split)
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(VOCAB_SIZE)
         self.observation_space = spaces.Box(
@@ -319,7 +321,7 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
             a, b = check_operand_pair(options["operands"])
             problem = Problem.build(a, b, self.config, forced=True)
         else:
-            a, b = operands.sample_operands(self.np_random, self.config.split, self.config.comfort_digits)
+            a, b = operands.draw_operands(self.np_random, self._split_offset, self.config.comfort_digits)
             problem = Problem.build(a, b, self.config, forced=False)
         self._start(problem)
         return self._obs.copy(), self._info(None)

@@ -7,6 +7,11 @@ has, with probability 1/2, a digit count uniform in 1..N, otherwise uniform in N
 
 Every draw comes from the ``numpy.random.Generator`` passed in, so a seed fixes the problems.
 Operands are Python ints, digit by digit, so any size works.
+
+:func:`draw_operands` is the one implementation of the draw (unchecked, for hot paths such
+as the environments' resets); :func:`sample_operands`, :func:`sample_digit_counts` and
+:func:`sample_number` check their arguments and use the same code, so every caller gets
+the same problems for the same generator state.
 """
 
 from __future__ import annotations
@@ -31,38 +36,79 @@ def max_digits(split: str, comfort_digits: int) -> int:
     return comfort_digits + split_offset(split)
 
 
-def sample_number(rng: np.random.Generator, digits: int) -> int:
-    """A number drawn uniformly among those with exactly ``digits`` digits (0 counts as 1 digit)."""
-    if digits < 1:
-        raise ValueError(f"digits must be at least 1, got {digits}")
-    if digits == 1:
-        return int(rng.integers(0, 10))
-    leading = int(rng.integers(1, 10))
-    rest = rng.integers(0, 10, size=digits - 1)
-    return int(str(leading) + "".join(map(str, rest.tolist())))
-
-
-def sample_digit_counts(rng: np.random.Generator, split: str, comfort_digits: int) -> tuple[int, int]:
-    """The digit counts of the two operands of one problem of ``split``."""
+def _check_comfort_digits(comfort_digits: object) -> int:
     if (
         isinstance(comfort_digits, bool)
         or not isinstance(comfort_digits, (int, np.integer))
         or comfort_digits < 1
     ):
         raise ValueError(f"comfort_digits must be a positive integer, got {comfort_digits!r}")
-    offset = split_offset(split)
+    return int(comfort_digits)
+
+
+# Up to this many digits a number's digits after the leading one are drawn one scalar
+# ``integers(0, 10)`` call each, beyond it in one ``size=`` call: both give the same values
+# (the generator serves an array draw one 32-bit word per element, exactly as the scalar
+# calls do; the tests check it), and a scalar call costs about a quarter of an array call.
+_DIGIT_BY_DIGIT_MAX = 5
+
+
+def _draw_number(rng: np.random.Generator, digits: int) -> int:
+    """A uniform ``digits``-digit number (``digits >= 1``, not checked)."""
+    integers = rng.integers
+    if digits == 1:
+        return int(integers(0, 10))
+    value = int(integers(1, 10))
+    if digits <= _DIGIT_BY_DIGIT_MAX:
+        for _ in range(digits - 1):
+            value = value * 10 + int(integers(0, 10))
+        return value
+    rest = integers(0, 10, size=digits - 1)
+    return int(str(value) + "".join(map(str, rest.tolist())))
+
+
+def _draw_digit_counts(rng: np.random.Generator, offset: int, comfort_digits: int) -> tuple[int, int]:
+    """The operands' digit counts for split offset k = ``offset`` (arguments not checked)."""
+    integers = rng.integers
     if offset == 0:
-        return int(rng.integers(1, comfort_digits + 1)), int(rng.integers(1, comfort_digits + 1))
-    long_side = int(rng.integers(0, 2))
+        return int(integers(1, comfort_digits + 1)), int(integers(1, comfort_digits + 1))
+    long_side = int(integers(0, 2))
     long_digits = comfort_digits + offset
     if rng.random() < 0.5:
-        other = int(rng.integers(1, comfort_digits + 1))
+        other = int(integers(1, comfort_digits + 1))
     else:
-        other = int(rng.integers(comfort_digits + 1, long_digits + 1))
+        other = int(integers(comfort_digits + 1, long_digits + 1))
     return (long_digits, other) if long_side == 0 else (other, long_digits)
 
 
+def draw_operands(rng: np.random.Generator, offset: int, comfort_digits: int) -> tuple[int, int]:
+    """One problem ``(a, b)`` for split offset ``offset`` (k of ``plus{k}``, 0 for ``comfort``).
+
+    No argument checks, for hot paths (an environment's reset) that checked the split and
+    ``comfort_digits`` once: ``offset`` must be ``split_offset(split)`` and ``comfort_digits``
+    a positive int. :func:`sample_operands` is the checked entry point and draws the same.
+    """
+    digits_a, digits_b = _draw_digit_counts(rng, offset, comfort_digits)
+    return _draw_number(rng, digits_a), _draw_number(rng, digits_b)
+
+
+def sample_number(rng: np.random.Generator, digits: int) -> int:
+    """A number drawn uniformly among those with exactly ``digits`` digits (0 counts as 1 digit)."""
+    if digits < 1:
+        raise ValueError(f"digits must be at least 1, got {digits}")
+    return _draw_number(rng, digits)
+
+
+def sample_digit_counts(rng: np.random.Generator, split: str, comfort_digits: int) -> tuple[int, int]:
+    """The digit counts of the two operands of one problem of ``split``."""
+    comfort_digits = _check_comfort_digits(comfort_digits)
+    return _draw_digit_counts(rng, split_offset(split), comfort_digits)
+
+
 def sample_operands(rng: np.random.Generator, split: str, comfort_digits: int) -> tuple[int, int]:
-    """One problem ``(a, b)`` of ``split`` for a comfort zone of ``comfort_digits`` digits."""
-    digits_a, digits_b = sample_digit_counts(rng, split, comfort_digits)
-    return sample_number(rng, digits_a), sample_number(rng, digits_b)
+    """One problem ``(a, b)`` of ``split`` for a comfort zone of ``comfort_digits`` digits.
+
+    Checks its arguments, then draws with :func:`draw_operands`.
+    """
+    comfort_digits = _check_comfort_digits(comfort_digits)
+    return draw_operands(rng, split_offset(split), comfort_digits)

@@ -3,18 +3,31 @@
 This module is the contract of ``shared/spec/scratchpad.md``: the environment, the
 pre-training data and the analysis all build their text here, so they agree to the
 character. Operands are non-negative Python integers of any size.
+
+:func:`target_and_critical` is the one implementation of the target text and its critical
+tokens (one pass, unchecked, for the environments' resets); :func:`target_text` and
+:func:`critical_tokens` check their arguments and call it.
 """
 
 from __future__ import annotations
 
 import numbers
 import re
+import sys
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
 SCRATCH_OPEN = "<scratch>\n"
 SCRATCH_CLOSE = "</scratch>\n"
 _RESULT_LINE = re.compile(r"[0-9 ]+")
+
+CRITICAL_KINDS: tuple[str, ...] = ("comma", "digit")
+"""Kind codes of a :data:`CriticalRecord`: ``CRITICAL_KINDS[code]`` is the CriticalToken kind."""
+CRITICAL_KIND_CODES: dict[str, int] = {kind: code for code, kind in enumerate(CRITICAL_KINDS)}
+_COMMA, _DIGIT = CRITICAL_KIND_CODES["comma"], CRITICAL_KIND_CODES["digit"]
+
+CriticalRecord: TypeAlias = tuple[int, int, int, int, int]
+"""A critical token as a plain tuple ``(position, line, operand, index, kind code)``."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,12 @@ class CriticalToken:
     index: int
     kind: Literal["comma", "digit"]
 
+    @classmethod
+    def from_record(cls, record: CriticalRecord) -> CriticalToken:
+        """The token of a :data:`CriticalRecord` from :func:`target_and_critical`."""
+        position, line, operand, index, kind = record
+        return cls(position, line, operand, index, CRITICAL_KINDS[kind])
+
 
 def check_operand(value: object, name: str = "operand") -> int:
     """Return ``value`` if it is a non-negative integer, else raise ``ValueError``."""
@@ -53,42 +72,60 @@ def prompt_text(a: int, b: int) -> str:
     return f"Input:\n{a}+{b}\nTarget:\n"
 
 
-def _digits(value: int) -> list[int]:
-    return [int(ch) for ch in str(value)]
+def target_and_critical(a: int, b: int, comfort_digits: int) -> tuple[str, list[CriticalRecord]]:
+    """``target_text(a, b)`` and ``critical_tokens(a, b, comfort_digits)`` as records, in one pass.
 
-
-def _list_text(digits: list[int]) -> str:
-    return "[" + ",".join(map(str, digits)) + "]"
-
-
-def _scratch_lines(a: int, b: int) -> tuple[list[str], list[int], int]:
-    """The scratchpad's digit lines, the result digits (least significant first), final carry."""
-    left, right = _digits(a), _digits(b)
-    produced: list[int] = []
-    carry = 0
-    lines = []
-    while left or right:
-        n1 = left[-1] if left else 0
-        n2 = right[-1] if right else 0
+    The implementation of both: the text is built from string slices line by line and the
+    critical tokens are found while it is laid out, so an environment's reset runs one
+    cheap call. No argument checks, for hot paths: ``a`` and ``b`` must be non-negative
+    ints and ``comfort_digits`` a positive int (the public functions check them). The
+    records are :data:`CriticalRecord` tuples in order of position
+    (:meth:`CriticalToken.from_record` turns one into a :class:`CriticalToken`).
+    """
+    sa, sb = str(a), str(b)
+    # Digit k of "d1,d2,...,dm" is at 2k-2, so the first k digits' list text is joined[: 2k-1].
+    joined_a, joined_b = ",".join(sa), ",".join(sb)
+    length_a, length_b = len(sa), len(sb)
+    lines = max(length_a, length_b)
+    answer = a + b
+    # The digits produced after k lines are the answer's last k digits.
+    produced = ",".join(str(answer % 10**lines).zfill(lines))
+    parts = [SCRATCH_OPEN]
+    records: list[CriticalRecord] = []
+    start, carry = len(SCRATCH_OPEN), 0
+    for k in range(lines):
+        left, right = max(length_a - k, 0), max(length_b - k, 0)
+        n1 = ord(sa[left - 1]) - 48 if left else 0
+        n2 = ord(sb[right - 1]) - 48 if right else 0
+        left_text = joined_a[: 2 * left - 1] if left else ""
+        right_text = joined_b[: 2 * right - 1] if right else ""
         total = n1 + n2 + carry
-        lines.append(
-            f"{_list_text(left)} + {_list_text(right)} , A={_list_text(produced[::-1])} , "
-            f"C={carry} , {n1}+{n2}+{carry}={total} , A->{total % 10} , C->{total // 10}\n"
+        line = (
+            f"[{left_text}] + [{right_text}] , A=[{produced[2 * (lines - k) :]}] , C={carry} , "
+            f"{n1}+{n2}+{carry}={total} , A->{total % 10} , C->{total // 10}\n"
         )
-        produced.append(total % 10)
+        if left > comfort_digits or right > comfort_digits:
+            # Digit j (1-based) of a list sits 2j-1 after its "[", its comma just before it;
+            # the right list's "[" follows "[{left_text}] + ".
+            for operand, bracket, length in ((1, 0, left), (2, len(left_text) + 5, right)):
+                for index in range(1, length - comfort_digits + 1):
+                    digit = start + bracket + 2 * (comfort_digits + index) - 1
+                    records.append((digit - 1, k + 1, operand, index, _COMMA))
+                    records.append((digit, k + 1, operand, index, _DIGIT))
+        parts.append(line)
+        start += len(line)
         carry = total // 10
-        left, right = left[:-1], right[:-1]
-    return lines, produced, carry
+    parts.append(f"[] + [] , A=[{produced}] C={carry} , END\n{SCRATCH_CLOSE}{' '.join(str(answer))}\n")
+    return "".join(parts), records
+
+
+_NO_CRITICAL = sys.maxsize  # a comfort zone longer than any operand: no critical tokens
 
 
 def target_text(a: int, b: int) -> str:
     """The scratchpad and result line that a model must generate for ``a+b``."""
     a, b = check_operand(a, "a"), check_operand(b, "b")
-    lines, produced, carry = _scratch_lines(a, b)
-    closing = f"[] + [] , A={_list_text(produced[::-1])} C={carry} , END\n"
-    result_digits = ([carry] if carry else []) + produced[::-1]
-    result_line = " ".join(map(str, result_digits)) + "\n"
-    return SCRATCH_OPEN + "".join(lines) + closing + SCRATCH_CLOSE + result_line
+    return target_and_critical(a, b, _NO_CRITICAL)[0]
 
 
 def parse_result(text: str) -> int | None:
@@ -126,18 +163,4 @@ def critical_tokens(a: int, b: int, comfort_digits: int) -> list[CriticalToken]:
     comfort_digits = check_operand(comfort_digits, "comfort_digits")
     if comfort_digits < 1:
         raise ValueError(f"comfort_digits must be at least 1, got {comfort_digits}")
-    lines, _, _ = _scratch_lines(a, b)
-    records: list[CriticalToken] = []
-    line_start = len(SCRATCH_OPEN)
-    left_len, right_len = len(str(a)), len(str(b))
-    for line_number, line in enumerate(lines, start=1):
-        right_bracket = line.index(" + [") + len(" + ")
-        for operand, bracket, length in ((1, 0, left_len), (2, right_bracket, right_len)):
-            # Digit k (1-based) of a list "[d1,d2,...]" sits at offset 2k-1, its comma at 2k-2.
-            for index in range(1, length - comfort_digits + 1):
-                digit_offset = bracket + 2 * (comfort_digits + index) - 1
-                for kind, offset in (("comma", digit_offset - 1), ("digit", digit_offset)):
-                    records.append(CriticalToken(line_start + offset, line_number, operand, index, kind))
-        left_len, right_len = max(left_len - 1, 0), max(right_len - 1, 0)
-        line_start += len(line)
-    return records
+    return [CriticalToken.from_record(record) for record in target_and_critical(a, b, comfort_digits)[1]]

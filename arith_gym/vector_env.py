@@ -25,95 +25,20 @@ from arith_gym.env import (
     check_problem_fits,
     check_reset_options,
 )
-from arith_gym.scratchpad import SCRATCH_CLOSE, SCRATCH_OPEN, parse_result, prompt_text
+from arith_gym.operands import draw_operands
+
+# The info["critical"]["kind"] codes are the scratchpad's record kind codes, re-exported here.
+from arith_gym.scratchpad import CRITICAL_KIND_CODES as CRITICAL_KIND_CODES
+from arith_gym.scratchpad import CRITICAL_KINDS as CRITICAL_KINDS
+from arith_gym.scratchpad import SCRATCH_CLOSE, parse_result, prompt_text, target_and_critical
 from arith_gym.tokenizer import ID_TO_BYTE, PAD_ID, VOCAB_SIZE
 
-CRITICAL_KINDS: tuple[str, ...] = ("comma", "digit")
-"""``info["critical"]["kind"]`` codes: ``CRITICAL_KINDS[code]`` is the CriticalToken kind."""
-CRITICAL_KIND_CODES: dict[str, int] = {kind: code for code, kind in enumerate(CRITICAL_KINDS)}
 CRITICAL_FIELDS: tuple[str, ...] = ("position", "line", "operand", "index", "kind")
 """The keys of ``info["critical"]``; -1 where an env has no critical record this step."""
-_COMMA, _DIGIT = CRITICAL_KIND_CODES["comma"], CRITICAL_KIND_CODES["digit"]
 
 _ID_TO_CODE = ID_TO_BYTE.astype(np.uint32)  # a token's code point; pad (never written) is 0
 _BYTE_TO_ID = np.zeros(256, dtype=np.int64)
 _BYTE_TO_ID[ID_TO_BYTE[:PAD_ID]] = np.arange(PAD_ID)  # only ever applied to generated ASCII text
-
-
-def sample_operands(rng: np.random.Generator, split_offset: int, comfort_digits: int) -> tuple[int, int]:
-    """:func:`arith_gym.operands.sample_operands` for a checked split (its k), drawing the same.
-
-    The same calls to ``rng`` in the same order, except that the digits after a number's
-    leading one are drawn one ``integers(0, 10)`` call each instead of one ``size=k`` call,
-    which gives the same values (the tests check it) and costs less for a few digits.
-    Without the arguments' checks and the digit-string round trip, a reset draws its problem
-    in about two thirds of the time.
-    """
-    integers = rng.integers
-    if split_offset == 0:
-        counts = (int(integers(1, comfort_digits + 1)), int(integers(1, comfort_digits + 1)))
-    else:
-        long_side = int(integers(0, 2))
-        long_digits = comfort_digits + split_offset
-        if rng.random() < 0.5:
-            other = int(integers(1, comfort_digits + 1))
-        else:
-            other = int(integers(comfort_digits + 1, long_digits + 1))
-        counts = (long_digits, other) if long_side == 0 else (other, long_digits)
-    pair = []
-    for digits in counts:
-        if digits == 1:
-            pair.append(int(integers(0, 10)))
-            continue
-        value = int(integers(1, 10))
-        for _ in range(digits - 1):
-            value = value * 10 + int(integers(0, 10))
-        pair.append(value)
-    return pair[0], pair[1]
-
-
-def episode_text(a: int, b: int, comfort_digits: int) -> tuple[str, list[tuple[int, int, int, int, int]]]:
-    """``target_text(a, b)`` and its critical tokens as ``(position, line, operand, index, kind code)``.
-
-    The same text and records as :func:`arith_gym.scratchpad.target_text` and
-    :func:`~arith_gym.scratchpad.critical_tokens` (the tests check it), built in one pass
-    over the digit lines from string slices: a reset runs it once per episode, and the
-    reference functions cost several times more. Operands must be valid (non-negative ints).
-    """
-    sa, sb = str(a), str(b)
-    # Digit k of "d1,d2,...,dm" is at 2k-2, so the first k digits' list text is joined[: 2k-1].
-    joined_a, joined_b = ",".join(sa), ",".join(sb)
-    length_a, length_b = len(sa), len(sb)
-    lines = max(length_a, length_b)
-    answer = a + b
-    # The digits produced after k lines are the answer's last k digits.
-    produced = ",".join(str(answer % 10**lines).zfill(lines))
-    parts = [SCRATCH_OPEN]
-    records: list[tuple[int, int, int, int, int]] = []
-    start, carry = len(SCRATCH_OPEN), 0
-    for k in range(lines):
-        left, right = max(length_a - k, 0), max(length_b - k, 0)
-        n1 = ord(sa[left - 1]) - 48 if left else 0
-        n2 = ord(sb[right - 1]) - 48 if right else 0
-        left_text = joined_a[: 2 * left - 1] if left else ""
-        right_text = joined_b[: 2 * right - 1] if right else ""
-        total = n1 + n2 + carry
-        line = (
-            f"[{left_text}] + [{right_text}] , A=[{produced[2 * (lines - k) :]}] , C={carry} , "
-            f"{n1}+{n2}+{carry}={total} , A->{total % 10} , C->{total // 10}\n"
-        )
-        if left > comfort_digits or right > comfort_digits:
-            # Digit j (1-based) of a list sits 2j-1 after its "[", its comma just before it.
-            for operand, bracket, length in ((1, 0, left), (2, len(left_text) + 5, right)):
-                for index in range(1, length - comfort_digits + 1):
-                    digit = start + bracket + 2 * (comfort_digits + index) - 1
-                    records.append((digit - 1, k + 1, operand, index, _COMMA))
-                    records.append((digit, k + 1, operand, index, _DIGIT))
-        parts.append(line)
-        start += len(line)
-        carry = total // 10
-    parts.append(f"[] + [] , A=[{produced}] C={carry} , END\n{SCRATCH_CLOSE}{' '.join(str(answer))}\n")
-    return "".join(parts), records
 
 
 def _result_line_automaton() -> tuple[np.ndarray, int]:
@@ -332,7 +257,7 @@ class AdditionVectorEnv(VectorEnv):
                 continue
             a, b = check_operand_pair(entry, f"options['operands'][{i}]")
             # Checked before any env changes, so a bad entry leaves the envs as they were.
-            target_length = len(episode_text(a, b, self.config.comfort_digits)[0])
+            target_length = len(target_and_critical(a, b, self.config.comfort_digits)[0])
             check_problem_fits(a, b, len(prompt_text(a, b)), target_length, self.config)
             pairs.append((a, b))
         return pairs
@@ -355,11 +280,11 @@ class AdditionVectorEnv(VectorEnv):
         for i in envs.tolist():
             pair = None if forced is None else forced[i]
             if pair is None:
-                a, b = sample_operands(self._rngs[i], self._split_offset, config.comfort_digits)
+                a, b = draw_operands(self._rngs[i], self._split_offset, config.comfort_digits)
             else:
                 a, b = pair
             prompt = prompt_text(a, b)
-            target, records = episode_text(a, b, config.comfort_digits)
+            target, records = target_and_critical(a, b, config.comfort_digits)
             self._a[i], self._b[i], self._answers[i] = a, b, a + b
             prompt_bytes = np.frombuffer(prompt.encode("ascii"), dtype=np.uint8)
             self._obs[i, : len(prompt)] = _BYTE_TO_ID[prompt_bytes]

@@ -9,12 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arith_gym.scratchpad import (
+    CRITICAL_KIND_CODES,
+    CRITICAL_KINDS,
     SCRATCH_CLOSE,
     SCRATCH_OPEN,
+    CriticalToken,
     check_operand,
     critical_tokens,
     parse_result,
     prompt_text,
+    target_and_critical,
     target_text,
 )
 
@@ -208,3 +212,111 @@ def test_bad_comfort_digits_raise(bad: object) -> None:
 )
 def test_parse_result_edge_cases(text: str, expected: int | None) -> None:
     assert parse_result(text) == expected
+
+
+# A slow, line-by-line reading of the spec, kept here only as an oracle for the one-pass
+# implementation (target_and_critical, under target_text and critical_tokens).
+
+
+def _reference_list(digits: list[int]) -> str:
+    return "[" + ",".join(map(str, digits)) + "]"
+
+
+def _reference_lines(a: int, b: int) -> tuple[list[str], list[int], int]:
+    """The digit lines, the result digits (least significant first) and the final carry."""
+    left, right = [int(ch) for ch in str(a)], [int(ch) for ch in str(b)]
+    produced: list[int] = []
+    carry = 0
+    lines = []
+    while left or right:
+        n1 = left[-1] if left else 0
+        n2 = right[-1] if right else 0
+        total = n1 + n2 + carry
+        lines.append(
+            f"{_reference_list(left)} + {_reference_list(right)} , A={_reference_list(produced[::-1])} , "
+            f"C={carry} , {n1}+{n2}+{carry}={total} , A->{total % 10} , C->{total // 10}\n"
+        )
+        produced.append(total % 10)
+        carry = total // 10
+        left, right = left[:-1], right[:-1]
+    return lines, produced, carry
+
+
+def reference_target_text(a: int, b: int) -> str:
+    lines, produced, carry = _reference_lines(a, b)
+    closing = f"[] + [] , A={_reference_list(produced[::-1])} C={carry} , END\n"
+    result_digits = ([carry] if carry else []) + produced[::-1]
+    result_line = " ".join(map(str, result_digits)) + "\n"
+    return SCRATCH_OPEN + "".join(lines) + closing + SCRATCH_CLOSE + result_line
+
+
+def reference_critical_tokens(a: int, b: int, n: int) -> list[CriticalToken]:
+    lines, _, _ = _reference_lines(a, b)
+    tokens: list[CriticalToken] = []
+    line_start = len(SCRATCH_OPEN)
+    left_len, right_len = len(str(a)), len(str(b))
+    for line_number, line in enumerate(lines, start=1):
+        right_bracket = line.index(" + [") + len(" + ")
+        for operand, bracket, length in ((1, 0, left_len), (2, right_bracket, right_len)):
+            # Digit k (1-based) of a list "[d1,d2,...]" sits at offset 2k-1, its comma at 2k-2.
+            for index in range(1, length - n + 1):
+                digit_offset = bracket + 2 * (n + index) - 1
+                for kind, offset in (("comma", digit_offset - 1), ("digit", digit_offset)):
+                    tokens.append(CriticalToken(line_start + offset, line_number, operand, index, kind))
+        left_len, right_len = max(left_len - 1, 0), max(right_len - 1, 0)
+        line_start += len(line)
+    return tokens
+
+
+def _check_against_reference(a: int, b: int, n: int) -> None:
+    expected_text, expected_tokens = reference_target_text(a, b), reference_critical_tokens(a, b, n)
+    text, records = target_and_critical(a, b, n)
+    assert text == expected_text
+    assert records == [
+        (t.position, t.line, t.operand, t.index, CRITICAL_KIND_CODES[t.kind]) for t in expected_tokens
+    ]
+    assert target_text(a, b) == expected_text
+    assert critical_tokens(a, b, n) == expected_tokens
+
+
+# Digit count first, so that short and long operands are both common.
+SIZED_OPERAND = st.integers(1, 40).flatmap(lambda d: st.integers(10 ** (d - 1) if d > 1 else 0, 10**d - 1))
+
+
+@settings(max_examples=400, deadline=None)
+@given(SIZED_OPERAND, SIZED_OPERAND, st.integers(min_value=1, max_value=6))
+def test_target_and_critical_match_the_reference(a: int, b: int, n: int) -> None:
+    _check_against_reference(a, b, n)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "n"),
+    [
+        (0, 0, 1),
+        (0, 0, 3),
+        (9999, 9999, 3),
+        (9999, 1, 3),
+        (5, 99999, 2),
+        (10**12, 1, 3),
+        (999, 1, 1),
+        (10**39, 10**40 - 1, 6),
+        (1234, 5678, 3),
+        (95, 8, 1),
+    ],
+)
+def test_target_and_critical_edge_cases(a: int, b: int, n: int) -> None:
+    _check_against_reference(a, b, n)
+    _check_against_reference(b, a, n)
+
+
+def test_critical_records_and_tokens_agree() -> None:
+    assert CRITICAL_KINDS == ("comma", "digit")
+    assert {kind: CRITICAL_KINDS[code] for kind, code in CRITICAL_KIND_CODES.items()} == {
+        "comma": "comma",
+        "digit": "digit",
+    }
+    _, records = target_and_critical(12345, 678, 3)
+    # "<scratch>\n" is 10 characters: line 1's "[1,2,3,4,5]" has ",4" at 16-17 and ",5" at 18-19.
+    assert records[:4] == [(16, 1, 1, 1, 0), (17, 1, 1, 1, 1), (18, 1, 1, 2, 0), (19, 1, 1, 2, 1)]
+    assert [CriticalToken.from_record(r) for r in records] == critical_tokens(12345, 678, 3)
+    assert CriticalToken.from_record((17, 1, 1, 1, 1)) == CriticalToken(17, 1, 1, 1, "digit")
