@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from transformers import PreTrainedModel
-from transformers.cache_utils import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
 
 from arith_gym.tokenizer import PAD_ID
 
@@ -31,6 +31,35 @@ def left_pad(prompts: Sequence[np.ndarray], device: torch.device | str = "cpu") 
     return input_ids.to(device), attention.to(device), positions.to(device)
 
 
+class _GrowingLayer(DynamicLayer):
+    """A KV-cache layer that appends in place into a buffer with spare room.
+
+    transformers' ``DynamicLayer`` concatenates the whole cache with every new token, so a
+    T-token rollout copies O(T^2) data; this buffer doubles when full instead (O(T) copies).
+    """
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.length, self.key_buffer, self.value_buffer = 0, None, None
+        end = self.length + key_states.shape[-2]
+        if self.key_buffer is None or end > self.key_buffer.shape[-2]:
+            self._grow(key_states, max(end, 2 * end if self.key_buffer is not None else end + 256))
+        self.key_buffer[..., self.length : end, :] = key_states
+        self.value_buffer[..., self.length : end, :] = value_states
+        self.length = end
+        self.keys, self.values = self.key_buffer[..., :end, :], self.value_buffer[..., :end, :]
+        return self.keys, self.values
+
+    def _grow(self, like: torch.Tensor, capacity: int) -> None:
+        shape = (*like.shape[:-2], capacity, like.shape[-1])
+        keys, values = like.new_empty(shape), like.new_empty(shape)
+        if self.key_buffer is not None:
+            keys[..., : self.length, :] = self.key_buffer[..., : self.length, :]
+            values[..., : self.length, :] = self.value_buffer[..., : self.length, :]
+        self.key_buffer, self.value_buffer = keys, values
+
+
 class CachedDecoder:
     """Feeds a causal LM one new token per row per call, keeping its KV cache.
 
@@ -41,7 +70,7 @@ class CachedDecoder:
 
     def __init__(self, model: PreTrainedModel | torch.nn.Module) -> None:
         self.model = model
-        self.cache: DynamicCache | None = None
+        self.cache: Cache | None = None
         self.attention: torch.Tensor | None = None
         self.next_position: torch.Tensor | None = None
 
@@ -51,7 +80,7 @@ class CachedDecoder:
 
     def start(self, prompts: Sequence[np.ndarray]):
         input_ids, self.attention, positions = left_pad(prompts, self.device)
-        self.cache = DynamicCache()
+        self.cache = Cache(layer_class_to_replicate=_GrowingLayer)
         self.next_position = positions[:, -1] + 1
         return self._forward(input_ids, positions)
 
