@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev_rl.add_argument("--seed", type=int, default=0)
     ev_rl.add_argument("--device", default="cpu")
 
+    plot = sub.add_parser("plot", help="accuracy curves of training runs to a PNG")
+    plot.add_argument("run_dirs", nargs="+")
+    plot.add_argument("--out", required=True, help="PNG file")
+    plot.add_argument("--labels", help="comma-separated, one per run")
+    plot.add_argument("--split", default="plus1")
+
     bench = sub.add_parser("bench", help="throughput benchmarks")
     bench.add_argument("what", choices=("rollout", "env"))
     bench.add_argument("--batch", type=int, default=64)
@@ -164,6 +170,15 @@ def _eval(args: argparse.Namespace) -> int:
     )
     print(f"{model_dir}: N={task.comfort_digits}, T={task.temperature:g}, {args.episodes} episodes per cell")
     _print_eval(metrics, split)
+    return 0
+
+
+@command("plot")
+def _plot(args: argparse.Namespace) -> int:
+    from agents.plots import plot_runs
+
+    labels = args.labels.split(",") if args.labels else None
+    print(plot_runs(args.run_dirs, args.out, labels, args.split))
     return 0
 
 

@@ -1,0 +1,30 @@
+"""Training-curve figures."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from agents.plots import plot_runs
+
+
+def _fake_run(path: Path, accuracies: list[float]) -> Path:
+    path.mkdir()
+    with (path / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["update", "episodes", "plus1_sampled", "comfort_sampled"])
+        writer.writeheader()
+        for update, accuracy in enumerate(accuracies):
+            writer.writerow({"update": update, "episodes": 64 * update, "plus1_sampled": accuracy, "comfort_sampled": 1})
+    return path
+
+
+def test_plot_runs_writes_a_png(tmp_path: Path) -> None:
+    runs = [_fake_run(tmp_path / "uniform", [0.1, 0.2]), _fake_run(tmp_path / "critical", [0.1, 0.4])]
+    out = plot_runs(runs, tmp_path / "fig" / "curves.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_runs_needs_one_label_per_run(tmp_path: Path) -> None:
+    runs = [_fake_run(tmp_path / "a", [0.1])]
+    with pytest.raises(ValueError):
+        plot_runs(runs, tmp_path / "x.png", labels=["a", "b"])
