@@ -14,7 +14,8 @@ def _fake_run(path: Path, accuracies: list[float]) -> Path:
         writer = csv.DictWriter(handle, fieldnames=["update", "episodes", "plus1_sampled", "comfort_sampled"])
         writer.writeheader()
         for update, accuracy in enumerate(accuracies):
-            writer.writerow({"update": update, "episodes": 64 * update, "plus1_sampled": accuracy, "comfort_sampled": 1})
+            row = {"update": update, "episodes": 64 * update, "plus1_sampled": accuracy, "comfort_sampled": 1}
+            writer.writerow(row)
     return path
 
 
