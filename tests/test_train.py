@@ -137,3 +137,24 @@ def test_derived_seeds_are_distinct_and_stable():
     seeds = {derived_seed(0, 0, update) for update in range(100)}
     assert len(seeds) == 100
     assert derived_seed(0, 0, 5) == derived_seed(0, 0, 5) != derived_seed(1, 0, 5)
+
+
+def test_ctrl_c_saves_a_checkpoint_before_exiting(micro_reference_dir, tmp_path, monkeypatch):
+    config = CONFIG.with_overrides(checkpoint_every=100)  # no periodic save: only the interrupt's
+    trainer = Trainer(config, micro_reference_dir, tmp_path / "run")
+    real_update = trainer.train_one_update
+    calls = []
+
+    def interrupt_on_second_update():
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_update()
+
+    monkeypatch.setattr(trainer, "train_one_update", interrupt_on_second_update)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(progress=False)
+    resumed = Trainer(config, micro_reference_dir, tmp_path / "run")
+    resumed.load()
+    assert resumed.update == 1 and resumed.episodes == CONFIG.episodes_per_update
+    _assert_same_weights(_state(resumed), _state(trainer))
