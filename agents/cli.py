@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--lr", type=float)
     pre.add_argument("--warmup-steps", type=int)
     pre.add_argument("--glimpse-share", type=float, help="share of (N+1)-digit problems in the mix")
+    pre.add_argument(
+        "--unscored-critical",
+        action="store_const",
+        const=True,
+        help="leave the critical tokens of glimpse problems out of the loss",
+    )
     pre.add_argument("--max-position-offset", type=int, help="random position-id offset per example")
     pre.add_argument("--temperature", type=float, help="RL sampling temperature recorded with the model")
     pre.add_argument("--seed", type=int)

@@ -27,7 +27,7 @@ from transformers import GPT2LMHeadModel, get_cosine_schedule_with_warmup
 from agents.checkpoint import find_dir, write_dir
 from agents.model import TaskInfo, build_model, save_reference
 from arith_gym.operands import sample_operands
-from arith_gym.scratchpad import prompt_text, target_text
+from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, encode
 
 IGNORE_INDEX = -100
@@ -48,6 +48,10 @@ class PretrainConfig:
     grad_clip: float = 1.0
     glimpse_share: float = 0.0
     """Share of training problems drawn from ``plus1`` instead of the comfort zone."""
+    unscored_critical: bool = False
+    """Leave the structural critical tokens of glimpse problems out of the loss: the model
+    sees longer operand lists in its input and learns everything after them, but is never
+    taught whether a list goes on past N digits - the decision the paper's models are unsure of."""
     max_position_offset: int = 0
     """Each example's position ids start at a random offset in 0..this, so that position
     embeddings past the longest comfort-zone example get trained too."""
@@ -93,8 +97,16 @@ def sample_training_problem(rng: np.random.Generator, config: PretrainConfig) ->
     return sample_operands(rng, "comfort", config.comfort_digits)
 
 
-def make_batch(problems: list[tuple[int, int]], offsets: np.ndarray | None = None) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` (target only)."""
+def make_batch(
+    problems: list[tuple[int, int]],
+    offsets: np.ndarray | None = None,
+    unscored_critical_of: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` (target only).
+
+    With ``unscored_critical_of=N`` the structural critical tokens for a comfort zone of N
+    digits get no label (problems within the comfort zone have none).
+    """
     prompts = [encode(prompt_text(a, b)) for a, b in problems]
     targets = [encode(target_text(a, b)) for a, b in problems]
     width = max(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
@@ -106,6 +118,10 @@ def make_batch(problems: list[tuple[int, int]], offsets: np.ndarray | None = Non
         input_ids[row, :end] = np.concatenate([prompt, target])
         labels[row, len(prompt) : end] = target
         attention[row, :end] = 1
+        if unscored_critical_of is not None:
+            a, b = problems[row]
+            critical = [t.position for t in critical_tokens(a, b, unscored_critical_of)]
+            labels[row, len(prompt) + np.asarray(critical, dtype=np.int64)] = IGNORE_INDEX
     positions = np.broadcast_to(np.arange(width), input_ids.shape)
     if offsets is not None:
         positions = positions + offsets[:, None]
@@ -122,7 +138,7 @@ def next_batch(rng: np.random.Generator, config: PretrainConfig) -> dict[str, to
     offsets = None
     if config.max_position_offset > 0:
         offsets = rng.integers(0, config.max_position_offset + 1, size=config.batch_size)
-    return make_batch(problems, offsets)
+    return make_batch(problems, offsets, config.comfort_digits if config.unscored_critical else None)
 
 
 def make_optimizer(model: torch.nn.Module, config: PretrainConfig):
