@@ -19,7 +19,7 @@ from agents.pretrain import (
     next_batch,
     pretrain,
 )
-from arith_gym.scratchpad import prompt_text, target_text
+from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, encode
 
 # Short runs of a micro model on 1-digit problems; no evaluation (evaluate_fn=None).
@@ -171,3 +171,14 @@ def test_config_from_dict_rejects_unknown_names():
     assert PretrainConfig.from_dict({"steps": 5}).steps == 5
     with pytest.raises(ValueError, match="unknown pre-training settings: \\['stepz'\\]"):
         PretrainConfig.from_dict({"stepz": 5})
+
+
+def test_unscored_critical_drops_exactly_the_critical_labels():
+    problems = [(12345, 678), (12, 3)]
+    plain = make_batch(problems)["labels"]
+    batch = make_batch(problems, unscored_critical_of=3)
+    prompt_length = len(prompt_text(12345, 678))
+    critical = {prompt_length + t.position for t in critical_tokens(12345, 678, 3)}
+    dropped = {int(i) for i in torch.nonzero(plain[0] != batch["labels"][0]).flatten()}
+    assert dropped == critical and all(batch["labels"][0, i] == IGNORE_INDEX for i in critical)
+    assert torch.equal(plain[1], batch["labels"][1])  # a comfort-zone problem has no critical token
