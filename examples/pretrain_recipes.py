@@ -28,14 +28,9 @@ from agents.teacher_forcing import failures_at_critical, summarize, target_token
 
 RECIPES: dict[str, dict] = {
     "plain": {},
-    "glimpse2": {"glimpse_share": 0.02},
     "glimpse5": {"glimpse_share": 0.05},
-    "glimpse10": {"glimpse_share": 0.10},
-    "offset64": {"max_position_offset": 64},
-    "offset128": {"max_position_offset": 128},
-    "offset256": {"max_position_offset": 256},
-    "offset128_glimpse2": {"max_position_offset": 128, "glimpse_share": 0.02},
-    "offset128_glimpse5": {"max_position_offset": 128, "glimpse_share": 0.05},
+    "glimpse5_unscored": {"glimpse_share": 0.05, "unscored_critical": True},
+    "offset64_glimpse2": {"max_position_offset": 64, "glimpse_share": 0.02},
 }
 
 
