@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--offsets", default="0,1,2,3", help="columns N+k for these k")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--batch-size", type=int, default=256)
+    ev.add_argument("--modes", default="greedy,sampled", help="which tables: greedy, sampled or both")
     ev.add_argument("--device", default="cpu")
     tr = sub.add_parser("train", help="RL fine-tuning of a reference model (PPO / A2C, weighted KL)")
     tr.add_argument("--out", required=True, help="run directory")
@@ -243,7 +244,11 @@ def _eval_ref(args: argparse.Namespace) -> int:
     temperature = args.temperature if args.temperature is not None else task.temperature
     offsets = tuple(int(k) for k in args.offsets.split(","))
     started = time.perf_counter()
-    for label, temp in (("greedy", None), (f"sampled at T={temperature:g}", temperature)):
+    modes = {"greedy": ("greedy", None), "sampled": (f"sampled at T={temperature:g}", temperature)}
+    chosen = [m.strip() for m in args.modes.split(",")]
+    if not chosen or any(m not in modes for m in chosen):
+        raise ValueError(f"--modes takes greedy and/or sampled, got {args.modes!r}")
+    for label, temp in (modes[m] for m in chosen):
         table = length_table(
             model, task.comfort_digits, args.problems, temp, offsets, args.seed, args.batch_size
         )
