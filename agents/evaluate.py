@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedModel
 
 from agents.episodes import play_episodes
-from arith_gym.operands import sample_number
+from arith_gym.operands import sample_number, sample_operands
 
 KINDS = ("identical", "varying")
 
@@ -116,6 +116,12 @@ def format_length_table(table: dict[tuple[str, int], Accuracy], comfort_digits: 
     return "\n".join(line for line in lines if line) + "\n"
 
 
+def split_problems(split: str, comfort_digits: int, count: int, seed: int) -> list[tuple[int, int]]:
+    """``count`` problems of ``split`` drawn with ``seed``: the same ones at every call."""
+    rng = np.random.default_rng(seed)
+    return [sample_operands(rng, split, comfort_digits) for _ in range(count)]
+
+
 def policy_accuracy(
     model: PreTrainedModel,
     comfort_digits: int,
@@ -126,10 +132,7 @@ def policy_accuracy(
     batch_size: int = 256,
 ) -> Accuracy:
     """Accuracy on ``episodes`` problems of ``split`` drawn with ``seed`` (greedy if no temperature)."""
-    from arith_gym.operands import sample_operands
-
-    rng = np.random.default_rng(seed)
-    problems = [sample_operands(rng, split, comfort_digits) for _ in range(episodes)]
+    problems = split_problems(split, comfort_digits, episodes, seed)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     solved, _ = play_episodes(model, problems, comfort_digits, split, temperature, generator, batch_size)
     return Accuracy(int(solved.sum()), len(solved))
@@ -148,15 +151,13 @@ def rl_evaluation(
     The same problems every call (fixed ``seed``), so curves over training compare like with like.
     """
     from agents.teacher_forcing import critical_probabilities
-    from arith_gym.operands import sample_operands
 
     metrics: dict[str, float] = {}
     for name in dict.fromkeys(("comfort", split)):
         for label, temp in (("sampled", temperature), ("greedy", None)):
             accuracy = policy_accuracy(model, comfort_digits, name, episodes, temp, seed)
             metrics[f"{name}_{label}"] = accuracy.rate
-    rng = np.random.default_rng(seed)
-    problems = [sample_operands(rng, split, comfort_digits) for _ in range(episodes)]
+    problems = split_problems(split, comfort_digits, episodes, seed)
     for label, prob in critical_probabilities(model, problems, comfort_digits, temperature).items():
         metrics[f"p_critical/{label}"] = prob
     return metrics
