@@ -8,5 +8,11 @@ Modules, one concept each:
 - ``evaluate`` / ``teacher_forcing``: accuracy tables with confidence intervals; where models fail.
 - ``policy`` / ``rollout`` / ``kl`` / ``ppo`` / ``config`` / ``train``: RL fine-tuning with a
   critical-token weighted KL penalty (PPO and A2C).
+- ``methods`` / ``compare`` / ``stats``: named exploration methods, their multi-seed comparison.
+- ``sb3``: Stable-Baselines3 policies around the LM.
 - ``bench``: rollout throughput; ``cli``: the ``arith-rl`` command.
 """
+
+
+class MissingExtra(RuntimeError):
+    """An optional dependency (a ``pip install 'arith-gym[extra]'``) is needed and absent."""

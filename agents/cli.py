@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
+from agents import MissingExtra
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -42,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--glimpse-share", type=float, help="share of (N+1)-digit problems in the mix")
     pre.add_argument(
         "--unscored-critical",
-        action="store_const",
-        const=True,
-        help="leave the critical tokens of glimpse problems out of the loss",
+        nargs="?",
+        const="all",
+        choices=("none", "all", "commas"),
+        help="leave the critical tokens of glimpse problems (all, or only the commas) out of the loss",
     )
     pre.add_argument("--max-position-offset", type=int, help="random position-id offset per example")
     pre.add_argument("--temperature", type=float, help="RL sampling temperature recorded with the model")
@@ -69,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--ref", default=None, help="reference model directory (default: the shipped one)")
     tr.add_argument("--preset", default="cpu", help="starting settings: cpu or paper")
     tr.add_argument("--config", help="JSON file of settings (may name a 'preset')")
-    tr.add_argument("--kl-weighting", choices=("none", "uniform", "critical"))
+    tr.add_argument(
+        "--method", help="an exploration method of agents.methods (uniform, critical, kl_cov, ...)"
+    )
+    tr.add_argument("--kl-weighting", choices=("none", "uniform", "critical", "oracle_critical"))
     tr.add_argument("--algo", choices=("ppo", "a2c"))
     tr.add_argument("--seed", type=int)
     tr.add_argument("--total-episodes", type=int)
@@ -91,6 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev_rl.add_argument("--seed", type=int, default=0)
     ev_rl.add_argument("--device", default="cpu")
 
+    cmp = sub.add_parser(
+        "compare",
+        help="methods x seeds in parallel: CSV, plots and a summary with CIs (defaults: uniform vs critical)",
+    )
+    cmp.add_argument("--out", default="runs/compare", help="output directory (re-running resumes it)")
+    cmp.add_argument("--methods", default="uniform,critical", help="comma-separated (agents.methods)")
+    cmp.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds, or a count like 4")
+    cmp.add_argument("--algos", default="ppo", help="comma-separated: ppo, a2c, sb3-ppo, sb3-a2c")
+    cmp.add_argument("--betas", help="sweep beta for the critical methods, e.g. 10,150,1000,10000")
+    cmp.add_argument("--ref", default=None, help="reference model directory (default: the shipped one)")
+    cmp.add_argument("--preset", default="cpu")
+    cmp.add_argument("--total-episodes", type=int)
+    cmp.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any other RL setting (JSON value)"
+    )
+    cmp.add_argument("--threshold", type=float, help="accuracy to reach (default: initial + 0.15)")
+    cmp.add_argument("--workers", type=int, help="parallel processes (default: one per CPU core)")
+    cmp.add_argument("--backend", default="local", choices=("local", "ray"))
+    cmp.add_argument("--ray-address", help="ray.init address (default: start or find a local Ray)")
+
     plot = sub.add_parser("plot", help="accuracy curves of training runs to a PNG")
     plot.add_argument("run_dirs", nargs="+")
     plot.add_argument("--out", required=True, help="PNG file")
@@ -104,7 +130,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", default="tiny")
     bench.add_argument("--max-tokens", type=int, help="cap on tokens per episode (default: the env's limit)")
     bench.add_argument("--seed", type=int, default=0)
+
+    an = sub.add_parser("analyze", help="certainty gap at critical tokens; data-driven critical-token finder")
+    an.add_argument("model_dir", help="reference model directory")
+    an.add_argument("--episodes", type=int, default=200, help="N+1 episodes for the certainty gap (0: skip)")
+    an.add_argument("--finder-episodes", type=int, default=16, help="correct episodes to search (0: skip)")
+    an.add_argument("--samples", type=int, default=8, help="K continuations per position, forced and kept")
+    an.add_argument(
+        "--positions",
+        default="candidates",
+        choices=("candidates", "all"),
+        help="forced mistakes only where certainty is low (same found set, cheaper) or everywhere",
+    )
+    an.add_argument("--drop-threshold", type=float, default=0.5, help="drop in success that makes it fatal")
+    an.add_argument("--certainty-margin", type=float, default=2.0, help="low: this many sd below the mean")
+    an.add_argument("--certainty-temperature", type=float, default=4.0)
+    an.add_argument("--certainty-kind", default="negentropy", choices=("negentropy", "max_prob"))
+    an.add_argument("--temperature", type=float, help="sampling temperature (default: the model's)")
+    an.add_argument("--episodes-from", default="sampled", choices=("sampled", "target"))
+    an.add_argument("--seed", type=int, default=0)
+    an.add_argument("--batch-size", type=int, default=128)
+    an.add_argument("--device", default="cpu")
     return parser
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, object]:
+    """``--set KEY=VALUE`` pairs as settings (values parsed as JSON, else kept as strings)."""
+    settings: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            settings[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key.replace("-", "_")] = value
+    return settings
 
 
 def rl_config_from_args(args: argparse.Namespace):
@@ -115,16 +176,13 @@ def rl_config_from_args(args: argparse.Namespace):
         raise ValueError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
     config = RLConfig.from_file(args.config) if args.config else PRESETS[args.preset]
     overrides = {}
-    for pair in args.set:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
-        try:
-            overrides[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.replace("-", "_")] = value
+    overrides.update(parse_settings(args.set))
     named = ("kl_weighting", "algo", "seed", "total_episodes", "episodes_per_update", "lr", "kl_coef", "beta")
     overrides.update({k: getattr(args, k) for k in (*named, "temperature") if getattr(args, k) is not None})
+    if getattr(args, "method", None):
+        from agents.methods import apply_method
+
+        config = apply_method(config, args.method)
     return config.with_overrides(**overrides)
 
 
@@ -154,8 +212,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _print_eval(metrics: dict[str, float], split: str) -> None:
     for name in dict.fromkeys(("comfort", split)):
-        sampled, greedy = 100 * metrics[f"{name}_sampled"], 100 * metrics[f"{name}_greedy"]
-        print(f"{name:>8}: sampled {sampled:5.1f}%   greedy {greedy:5.1f}%")
+        greedy = metrics.get(f"{name}_greedy")
+        line = f"{name:>8}: sampled {100 * metrics[f'{name}_sampled']:5.1f}%"
+        print(line + (f"   greedy {100 * greedy:5.1f}%" if greedy is not None else ""))
 
 
 @command("eval")
@@ -177,6 +236,37 @@ def _eval(args: argparse.Namespace) -> int:
     )
     print(f"{model_dir}: N={task.comfort_digits}, T={task.temperature:g}, {args.episodes} episodes per cell")
     _print_eval(metrics, split)
+    return 0
+
+
+@command("compare")
+def _compare(args: argparse.Namespace) -> int:
+    from agents.compare import CompareSettings, compare
+    from agents.methods import beta_sweep
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.betas:
+        methods = beta_sweep(methods, [float(b) for b in args.betas.split(",")])
+    seeds = args.seeds.split(",")
+    seeds = tuple(range(int(seeds[0]))) if len(seeds) == 1 else tuple(int(s) for s in seeds)
+    overrides = parse_settings(args.set)
+    if args.total_episodes is not None:
+        overrides["total_episodes"] = args.total_episodes
+    settings = CompareSettings(
+        methods=tuple(methods),
+        seeds=seeds,
+        algos=tuple(a.strip() for a in args.algos.split(",")),
+        preset=args.preset,
+        overrides=tuple(overrides.items()),
+        reference=args.ref,
+        threshold=args.threshold,
+    )
+    started = time.perf_counter()
+    command_line = "arith-rl " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("arith-rl") else ""
+    summary = compare(settings, args.out, args.workers, args.backend, args.ray_address, command=command_line)
+    print(summary.read_text())
+    print(f"wrote {args.out}/: evaluations.csv, critical.csv, accuracy.png, critical.png, summary.md")
+    print(f"({time.perf_counter() - started:.0f} s)")
     return 0
 
 
@@ -272,11 +362,48 @@ def _eval_ref(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("analyze")
+def _analyze(args: argparse.Namespace) -> int:
+    from agents.analyze import certainty_gap, find_critical_tokens, format_finder, format_gap
+    from agents.model import load_reference
+
+    model, task = load_reference(args.model_dir)
+    model.to(args.device)
+    temperature = args.temperature if args.temperature is not None else task.temperature
+    shared = dict(
+        certainty_temperature=args.certainty_temperature,
+        certainty_kind=args.certainty_kind,
+        source=args.episodes_from,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    started = time.perf_counter()
+    print(f"{args.model_dir}: N={task.comfort_digits}, T={temperature:g}, seed {args.seed}\n")
+    if args.episodes > 0:
+        print(format_gap(certainty_gap(model, task.comfort_digits, temperature, args.episodes, **shared)))
+    if args.finder_episodes > 0:
+        report = find_critical_tokens(
+            model,
+            task.comfort_digits,
+            temperature,
+            args.finder_episodes,
+            args.samples,
+            args.positions,
+            args.drop_threshold,
+            args.certainty_margin,
+            progress=True,
+            **shared,
+        )
+        print(format_finder(report))
+    print(f"({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, MissingExtra) as err:
         print(f"arith-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,6 +15,9 @@ from arith_gym.operands import split_offset
 
 ALGOS = ("ppo", "a2c")
 KL_PLACEMENTS = ("loss", "reward")
+KL_WEIGHTINGS = (*WEIGHTINGS, "oracle_critical")
+"""``agents.kl`` weightings, plus ``oracle_critical``: 0 on the env's critical tokens, 1 elsewhere."""
+PG_TOKENS = ("all", "entropy_topk")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,14 @@ class RLConfig:
     temperature: float | None = None
     """Policy sampling temperature; None: the one recorded with the reference model."""
     value_hidden: tuple[int, ...] = (128, 128)
+    pg_tokens: str = "all"
+    """``entropy_topk``: the policy gradient only on the ``entropy_top_fraction`` of tokens with the
+    highest policy entropy in the batch (Wang et al. 2025, "Beyond the 80/20 rule")."""
+    entropy_top_fraction: float = 0.2
+    kl_cov_fraction: float = 0.0
+    """KL-Cov (Cui et al. 2025): penalise ``kl_cov_coef * |log pi - log pi_old|`` on this fraction of
+    tokens with the largest covariance between log-prob and advantage; 0 switches it off."""
+    kl_cov_coef: float = 1.0
     # --- KL to the reference model
     kl_weighting: str = "critical"
     kl_coef: float = 5.0
@@ -60,13 +71,16 @@ class RLConfig:
     eval_every: int = 10
     """Evaluate every this many updates (and at the end)."""
     eval_episodes: int = 100
+    eval_greedy: bool = True
+    """Also evaluate greedily (doubles evaluation time; sampled accuracy is always measured)."""
     checkpoint_every: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:
         choices = {
             "algo": ALGOS,
-            "kl_weighting": WEIGHTINGS,
+            "kl_weighting": KL_WEIGHTINGS,
+            "pg_tokens": PG_TOKENS,
             "kl_estimator": KL_ESTIMATORS,
             "kl_in": KL_PLACEMENTS,
             "certainty_kind": CERTAINTY_KINDS,
@@ -85,10 +99,12 @@ class RLConfig:
         for name in at_least_one + ("eval_every", "eval_episodes", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("gamma", "gae_lambda", "weight_floor"):
+        for name in ("gamma", "gae_lambda", "weight_floor", "kl_cov_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("value_coef", "entropy_coef", "kl_coef", "clip_coef"):
+        if not 0.0 < self.entropy_top_fraction <= 1.0:
+            raise ValueError(f"entropy_top_fraction must be in (0, 1], got {self.entropy_top_fraction}")
+        for name in ("value_coef", "entropy_coef", "kl_coef", "clip_coef", "kl_cov_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.clip_coef_high is not None and self.clip_coef_high < 0:

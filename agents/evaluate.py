@@ -145,8 +145,9 @@ def rl_evaluation(
     temperature: float,
     episodes: int = 100,
     seed: int = 0,
+    greedy: bool = True,
 ) -> dict[str, float]:
-    """Sampled and greedy accuracy on ``comfort`` and ``split``, and p(right) per critical label.
+    """Sampled (and greedy) accuracy on ``comfort`` and ``split``, and p(right) per critical label.
 
     The same problems every call (fixed ``seed``), so curves over training compare like with like.
     """
@@ -154,7 +155,7 @@ def rl_evaluation(
 
     metrics: dict[str, float] = {}
     for name in dict.fromkeys(("comfort", split)):
-        for label, temp in (("sampled", temperature), ("greedy", None)):
+        for label, temp in (("sampled", temperature), ("greedy", None))[: 2 if greedy else 1]:
             accuracy = policy_accuracy(model, comfort_digits, name, episodes, temp, seed)
             metrics[f"{name}_{label}"] = accuracy.rate
     problems = split_problems(split, comfort_digits, episodes, seed)

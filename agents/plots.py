@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: works on machines without a screen
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from agents.train import read_metrics  # noqa: E402
 
@@ -33,6 +34,67 @@ def plot_runs(
         axis.set_ylabel("% correct")
         axis.grid(alpha=0.3)
     axes[0].legend()
+    return _save(figure, out)
+
+
+def _mean_band(points: list[tuple]) -> tuple[float, float, float, float]:
+    """x (mean episodes), mean accuracy and its 95% t band over the seeds of one evaluation."""
+    from agents.stats import mean_ci
+
+    estimate = mean_ci([accuracy for _, _, accuracy in points])
+    low, high = (estimate.low, estimate.high) if estimate.n > 1 else (estimate.mean, estimate.mean)
+    return float(np.mean([episodes for _, episodes, _ in points])), estimate.mean, low, high
+
+
+def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Path:
+    """``split`` and comfort sampled accuracy vs episodes: mean line and 95% CI band per method."""
+    from agents.compare import curves
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for axis, name in zip(axes, (split, "comfort"), strict=True):
+        for label, grouped in sorted(curves(evaluations, name).items()):
+            x, mean, low, high = np.array([_mean_band(grouped[i]) for i in sorted(grouped)]).T
+            seeds = len(grouped[min(grouped)])
+            (line,) = axis.plot(x, 100 * mean, marker="o", ms=3, label=f"{label} ({seeds} seeds)")
+            axis.fill_between(x, 100 * low, 100 * high, color=line.get_color(), alpha=0.2)
+        axis.set_title(f"{name}: sampled at the policy temperature")
+        axis.set_xlabel("episodes")
+        axis.set_ylabel("% correct (mean, 95% CI)")
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    return _save(figure, out)
+
+
+def plot_critical(critical: list[dict], out: str | Path) -> Path:
+    """p(right token) at each structural critical label over training, one panel per label."""
+    from agents.compare import group_label
+
+    labels = sorted({row["label"] for row in critical})
+    algos = sorted({row["algo"] for row in critical})
+    panels = max(1, len(labels))
+    figure, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4), squeeze=False)
+    for axis, label in zip(axes[0], labels, strict=False):
+        grouped: dict[str, dict[int, list[tuple]]] = {}
+        for row in critical:
+            if row["label"] == label:
+                key = group_label(row["algo"], row["method"], algos)
+                grouped.setdefault(key, {}).setdefault(row["eval_index"], []).append(
+                    (row["seed"], row["episodes"], row["probability"])
+                )
+        for key, by_index in sorted(grouped.items()):
+            x, mean, low, high = np.array([_mean_band(by_index[i]) for i in sorted(by_index)]).T
+            (line,) = axis.plot(x, mean, marker="o", ms=3, label=key)
+            axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
+        axis.set_title(label, fontsize=9)
+        axis.set_xlabel("episodes")
+        axis.set_ylim(0, 1.02)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("p(right token), on track")
+    axes[0][0].legend(fontsize=8)
+    return _save(figure, out)
+
+
+def _save(figure, out: str | Path) -> Path:
     figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

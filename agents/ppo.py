@@ -10,7 +10,12 @@ Read top to bottom, in the manner of CleanRL's ``ppo.py``:
 
 The KL weight of each token is ``kl_weights(config.kl_weighting, J)`` with J the reference
 model's certainty there (see ``agents.kl``): 1 everywhere for the standard KL, J**beta for the
-paper's prioritized KL, 0 for none.
+paper's prioritized KL, 0 for none, 0 exactly on the env's critical tokens for ``oracle_critical``.
+
+Exploration baselines (see ``agents.methods``) hook in at two places: ``pg_tokens="entropy_topk"``
+restricts the policy gradient to the batch's highest-entropy tokens, and ``kl_cov_fraction > 0``
+adds KL-Cov's ``|log pi - log pi_old|`` penalty on the tokens with the largest covariance between
+log-prob and advantage. Asymmetric clipping (DAPO's clip-higher) is ``clip_coef_high``.
 """
 
 from __future__ import annotations
@@ -42,9 +47,37 @@ class KLController:
 
 
 def token_kl_weights(rollout: Rollout, config: RLConfig) -> torch.Tensor:
-    """Per-token KL weights [B, T] from the reference certainty recorded in the rollout."""
-    weights = kl_weights(config.kl_weighting, rollout.certainty, config.beta, config.weight_floor)
+    """Per-token KL weights [B, T] from the reference certainty recorded in the rollout.
+
+    ``oracle_critical`` reads the env's structural labels instead: 0 on critical tokens, 1 elsewhere.
+    """
+    if config.kl_weighting == "oracle_critical":
+        weights = (~rollout.critical).float()
+    else:
+        weights = kl_weights(config.kl_weighting, rollout.certainty, config.beta, config.weight_floor)
     return weights.expand_as(rollout.logp) * rollout.mask
+
+
+def top_fraction(scores: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Bool [B, T]: the ``fraction`` of live tokens (at least one) with the highest ``scores``."""
+    live = scores[mask]
+    count = max(1, round(fraction * live.numel()))
+    threshold = live.topk(count).values[-1]
+    return (scores >= threshold) & mask
+
+
+def policy_gradient_tokens(rollout: Rollout, config: RLConfig) -> torch.Tensor:
+    """Float [B, T]: which tokens the policy gradient covers (``entropy_topk``: high-entropy forks only)."""
+    if config.pg_tokens == "entropy_topk":
+        return top_fraction(rollout.entropy, rollout.mask, config.entropy_top_fraction).float()
+    return rollout.mask.float()
+
+
+def kl_cov_tokens(new_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, fraction: float):
+    """Bool: KL-Cov's tokens, the ``fraction`` with the largest cov(log pi, advantage) terms."""
+    live_logp, live_adv = new_logp.detach()[mask], adv[mask]
+    covariance = (new_logp.detach() - live_logp.mean()) * (adv - live_adv.mean())
+    return top_fraction(covariance, mask, fraction)
 
 
 def shaped_rewards(rollout: Rollout, weights: torch.Tensor, config: RLConfig, kl_coef: float) -> torch.Tensor:
@@ -100,6 +133,7 @@ def ppo_update(
 ) -> dict[str, float]:
     """One update (all epochs and minibatches) on ``rollout``; returns mean statistics."""
     weights = token_kl_weights(rollout, config)
+    pg_tokens = policy_gradient_tokens(rollout, config)
     rewards = shaped_rewards(rollout, weights, config, kl.coef)
     advantages, returns = gae(rewards, rollout.values, rollout.mask, config.gamma, config.gae_lambda)
     mask = rollout.mask
@@ -127,6 +161,10 @@ def ppo_update(
                 pg_loss = -torch.min(ratio * adv, clipped * adv)
             else:  # a2c: the plain policy gradient of the sampled tokens
                 pg_loss = -new_logp * adv
+            pg_loss = pg_loss * pg_tokens[rows]
+            if config.kl_cov_fraction > 0:
+                selected = kl_cov_tokens(new_logp, adv, m, config.kl_cov_fraction)
+                pg_loss = pg_loss + config.kl_cov_coef * log_ratio.abs() * selected
             value_loss = 0.5 * (values - returns[rows]) ** 2
             entropy = -(log_probs.exp() * log_probs).sum(-1)
             token_kl = kl_estimate(

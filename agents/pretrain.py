@@ -31,6 +31,12 @@ from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, encode
 
 IGNORE_INDEX = -100
+UNSCORED_CHOICES: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "all": frozenset({"comma", "digit"}),
+    "commas": frozenset({"comma"}),
+}
+"""``--unscored-critical`` choices: the critical-token kinds they leave out of the loss."""
 STATE_DIR = "trainer_state"
 
 
@@ -48,10 +54,12 @@ class PretrainConfig:
     grad_clip: float = 1.0
     glimpse_share: float = 0.0
     """Share of training problems drawn from ``plus1`` instead of the comfort zone."""
-    unscored_critical: bool = False
-    """Leave the structural critical tokens of glimpse problems out of the loss: the model
-    sees longer operand lists in its input and learns everything after them, but is never
-    taught whether a list goes on past N digits - the decision the paper's models are unsure of."""
+    unscored_critical: str = "none"
+    """Which structural critical tokens of glimpse problems to leave out of the loss: ``none``,
+    ``all``, or ``commas``. With ``commas`` the model sees longer operand lists in its input and
+    learns everything after them (digit N+1 copies included), but is never taught whether a list
+    goes on past N digits - the decision the paper's models are unsure of. ``all`` also leaves the
+    digits past N untaught, so the model cannot copy them (RL must then learn a new copy rule)."""
     max_position_offset: int = 0
     """Each example's position ids start at a random offset in 0..this, so that position
     embeddings past the longest comfort-zone example get trained too."""
@@ -78,6 +86,10 @@ class PretrainConfig:
             raise ValueError(f"glimpse_share must be in [0, 1], got {self.glimpse_share}")
         if self.lr <= 0 or self.temperature <= 0:
             raise ValueError("lr and temperature must be positive")
+        if self.unscored_critical not in UNSCORED_CHOICES:
+            raise ValueError(
+                f"unscored_critical must be one of {tuple(UNSCORED_CHOICES)}, got {self.unscored_critical!r}"
+            )
         if self.warmup_steps < 0 or self.max_position_offset < 0:
             raise ValueError("warmup_steps and max_position_offset must be non-negative")
 
@@ -87,6 +99,8 @@ class PretrainConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown pre-training settings: {sorted(unknown)}")
+        if isinstance(values.get("unscored_critical"), bool):  # written before it took a kind
+            values = {**values, "unscored_critical": "all" if values["unscored_critical"] else "none"}
         return cls(**values)
 
 
@@ -101,11 +115,12 @@ def make_batch(
     problems: list[tuple[int, int]],
     offsets: np.ndarray | None = None,
     unscored_critical_of: int | None = None,
+    unscored_kinds: frozenset[str] = frozenset({"comma", "digit"}),
 ) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` (target only).
 
-    With ``unscored_critical_of=N`` the structural critical tokens for a comfort zone of N
-    digits get no label (problems within the comfort zone have none).
+    With ``unscored_critical_of=N`` the structural critical tokens of ``unscored_kinds`` for a
+    comfort zone of N digits get no label (problems within the comfort zone have none).
     """
     prompts = [encode(prompt_text(a, b)) for a, b in problems]
     targets = [encode(target_text(a, b)) for a, b in problems]
@@ -120,7 +135,9 @@ def make_batch(
         attention[row, :end] = 1
         if unscored_critical_of is not None:
             a, b = problems[row]
-            critical = [t.position for t in critical_tokens(a, b, unscored_critical_of)]
+            critical = [
+                t.position for t in critical_tokens(a, b, unscored_critical_of) if t.kind in unscored_kinds
+            ]
             labels[row, len(prompt) + np.asarray(critical, dtype=np.int64)] = IGNORE_INDEX
     positions = np.broadcast_to(np.arange(width), input_ids.shape)
     if offsets is not None:
@@ -138,7 +155,8 @@ def next_batch(rng: np.random.Generator, config: PretrainConfig) -> dict[str, to
     offsets = None
     if config.max_position_offset > 0:
         offsets = rng.integers(0, config.max_position_offset + 1, size=config.batch_size)
-    return make_batch(problems, offsets, config.comfort_digits if config.unscored_critical else None)
+    kinds = UNSCORED_CHOICES[config.unscored_critical]
+    return make_batch(problems, offsets, config.comfort_digits if kinds else None, kinds)
 
 
 def make_optimizer(model: torch.nn.Module, config: PretrainConfig):

@@ -536,3 +536,151 @@ def sb3_vs_cached_seconds_per_episode(
     for name in ("sb3", "sb3_kl"):
         results[f"{name}_slowdown"] = results[f"{name}_seconds_per_episode"] / cached
     return results
+
+
+# --------------------------------------------------------------------------- training from an RLConfig
+
+SB3_ALGOS = ("sb3-ppo", "sb3-a2c")
+
+
+class _EvaluateEveryRollouts(BaseCallback):
+    """Evaluates the LM every ``every`` rollouts (and before the first) into ``metrics.csv``."""
+
+    def __init__(self, evaluate: Any, log_row: Any, every: int) -> None:
+        super().__init__()
+        self.evaluate, self.log_row, self.every = evaluate, log_row, every
+        self.rollouts, self.episodes = 0, 0
+
+    def _on_rollout_start(self) -> None:
+        # Called before each rollout, i.e. after the previous rollout's update.
+        self.log(evaluate=self.rollouts % self.every == 0)
+
+    def log(self, evaluate: bool) -> None:
+        row: dict[str, float] = {"update": self.rollouts, "episodes": self.episodes}
+        if evaluate:
+            row.update(self.evaluate())
+        self.log_row(row)
+
+    def _on_step(self) -> bool:
+        self.episodes += int(np.sum(self.locals["dones"]))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.rollouts += 1
+
+
+def train_sb3(
+    config: Any,
+    run_dir: str | Path,
+    reference_dir: str | Path,
+    algo: str = "sb3-ppo",
+    n_envs: int = 16,
+    on_update: Any = None,
+) -> Path:
+    """Fine-tune ``reference_dir`` with SB3's PPO or A2C and an :class:`LMActorCriticPolicy`,
+    mapping an :class:`agents.config.RLConfig` onto SB3's arguments.
+
+    Each SB3 rollout holds about ``config.episodes_per_update`` episodes (``n_envs`` envs times
+    enough steps for their mean length), and there are ``config.num_updates`` rollouts, so the
+    episode budget matches ``agents.train`` to within one rollout's spill-over; ``metrics.csv``
+    records the episodes actually finished. Evaluation is ``agents.evaluate.rl_evaluation``,
+    as in ``agents.train``. The KL always goes in the reward (SB3 has no hook for a loss
+    term), whatever ``config.kl_in`` says.
+
+    Raises:
+        ValueError: an unknown ``algo``, or settings SB3 cannot express (``oracle_critical``,
+            ``entropy_topk``, KL-Cov).
+    """
+    from agents.evaluate import rl_evaluation
+    from agents.train import append_row
+    from arith_gym.operands import sample_operands
+    from arith_gym.scratchpad import target_text
+
+    if algo not in SB3_ALGOS:
+        raise ValueError(f"unknown SB3 algorithm {algo!r}; expected one of {SB3_ALGOS}")
+    if config.kl_weighting not in WEIGHTINGS or config.pg_tokens != "all" or config.kl_cov_fraction > 0:
+        raise ValueError(
+            "SB3 runs support the KL weightings none/uniform/critical only "
+            "(no oracle_critical, entropy_topk or kl_cov)"
+        )
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    _, task = load_reference(reference_dir)
+    temperature = config.temperature if config.temperature is not None else task.temperature
+    (run / "config.json").write_text(config.with_overrides(temperature=temperature).to_json())
+    (run / "reference.txt").write_text(str(Path(reference_dir).resolve()) + "\n")
+    rng = np.random.default_rng(config.seed)
+    mean_length = np.mean(
+        [len(target_text(*sample_operands(rng, config.split, task.comfort_digits))) for _ in range(256)]
+    )
+    n_steps = int(np.ceil(config.episodes_per_update * mean_length / n_envs))
+    env = make_sb3_env(task.comfort_digits, config.split, n_envs=n_envs, seed=config.seed)
+    policy_kwargs = dict(
+        lm_path=str(reference_dir),
+        temperature=temperature,
+        value_hidden=config.value_hidden,
+        kl_weighting=config.kl_weighting,
+        kl_coef=config.kl_coef,
+        kl_estimator=config.kl_estimator,
+        beta=config.beta,
+        weight_floor=config.weight_floor,
+        certainty_kind=config.certainty_kind,
+        certainty_temperature=config.certainty_temperature,
+    )
+    common = dict(
+        learning_rate=config.lr,
+        n_steps=n_steps,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        ent_coef=config.entropy_coef,
+        vf_coef=config.value_coef,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+    )
+    if algo == "sb3-ppo":
+        model = KLPPO(
+            LMActorCriticPolicy,
+            env,
+            batch_size=max(1, n_steps * n_envs // config.minibatches),
+            n_epochs=config.update_epochs,
+            clip_range=config.clip_coef,
+            normalize_advantage=config.normalize_advantages,
+            **common,
+        )
+    else:
+        model = KLA2C(LMActorCriticPolicy, env, normalize_advantage=config.normalize_advantages, **common)
+
+    def evaluate() -> dict[str, float]:
+        lm = model.policy.lm
+        lm.eval()
+        metrics = rl_evaluation(
+            lm,
+            task.comfort_digits,
+            config.split,
+            temperature,
+            config.eval_episodes,
+            seed=_eval_seed(config.seed),
+            greedy=config.eval_greedy,
+        )
+        model.policy.train()
+        return metrics
+
+    def log_row(row: dict[str, float]) -> None:
+        append_row(run / "metrics.csv", row)
+        if on_update is not None and row["update"] > 0:
+            on_update(row)
+
+    callback = _EvaluateEveryRollouts(evaluate, log_row, config.eval_every)
+    model.learn(total_timesteps=config.num_updates * n_steps * n_envs, callback=callback)
+    callback.log(evaluate=True)  # after the last update
+    model.save(run / "sb3_model.zip")
+    env.close()
+    return run
+
+
+def _eval_seed(seed: int) -> int:
+    from agents.train import EVAL_STREAM, derived_seed
+
+    return derived_seed(seed, EVAL_STREAM)

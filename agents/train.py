@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -112,6 +113,7 @@ class Trainer:
             self.config.temperature,
             self.config.eval_episodes,
             seed=derived_seed(self.config.seed, EVAL_STREAM),
+            greedy=self.config.eval_greedy,
         )
         self.policy.train()
         return metrics
@@ -139,8 +141,16 @@ class Trainer:
         )
         return stats
 
-    def run(self, progress: bool = True, max_updates: int | None = None) -> Path:
-        """Train until ``config.total_episodes`` (or ``max_updates`` more updates); returns the run dir."""
+    def run(
+        self,
+        progress: bool = True,
+        max_updates: int | None = None,
+        on_update: Callable[[dict[str, float]], None] | None = None,
+    ) -> Path:
+        """Train until ``config.total_episodes`` (or ``max_updates`` more updates); returns the run dir.
+
+        ``on_update`` receives each update's logged row (e.g. to drive an outside progress bar).
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(self.config.to_json())
         (self.run_dir / "reference.txt").write_text(str(self.reference_dir.resolve()) + "\n")
@@ -161,6 +171,8 @@ class Trainer:
                     row.update(self.evaluate())
                 self._log(row, writer, bar)
                 bar.update(1)
+                if on_update is not None:
+                    on_update(row)
                 if self.update % self.config.checkpoint_every == 0 or self.update == last:
                     self.save()
         except KeyboardInterrupt:
@@ -176,13 +188,13 @@ class Trainer:
         for key, value in row.items():
             if key not in ("update", "episodes"):
                 writer.add_scalar(key, value, row["episodes"])
-        _append_row(self.run_dir / "metrics.csv", row)
+        append_row(self.run_dir / "metrics.csv", row)
         shown = {"acc": row.get("train_accuracy"), "kl": row.get("kl"), "ent": row.get("entropy")}
         shown[f"{self.config.split}"] = row.get(f"{self.config.split}_sampled")
         bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None})
 
 
-def _append_row(path: Path, row: dict[str, float]) -> None:
+def append_row(path: Path, row: dict[str, float]) -> None:
     """Append to a CSV whose columns may grow (evaluation rows carry more keys)."""
     rows = list(csv.DictReader(path.open())) if path.exists() else []
     columns = list(dict.fromkeys([*(rows[0].keys() if rows else []), *row]))
@@ -223,4 +235,4 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
         ]
 
 
-__all__ = ["Trainer", "read_metrics", "train", "derived_seed"]
+__all__ = ["Trainer", "append_row", "read_metrics", "train", "derived_seed"]

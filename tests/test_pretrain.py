@@ -182,3 +182,20 @@ def test_unscored_critical_drops_exactly_the_critical_labels():
     dropped = {int(i) for i in torch.nonzero(plain[0] != batch["labels"][0]).flatten()}
     assert dropped == critical and all(batch["labels"][0, i] == IGNORE_INDEX for i in critical)
     assert torch.equal(plain[1], batch["labels"][1])  # a comfort-zone problem has no critical token
+
+
+def test_unscored_commas_keeps_the_digits_past_n_scored():
+    problems = [(12345, 678)]
+    plain = make_batch(problems)["labels"]
+    batch = make_batch(problems, unscored_critical_of=3, unscored_kinds=frozenset({"comma"}))
+    prompt_length = len(prompt_text(12345, 678))
+    commas = {prompt_length + t.position for t in critical_tokens(12345, 678, 3) if t.kind == "comma"}
+    dropped = {int(i) for i in torch.nonzero(plain[0] != batch["labels"][0]).flatten()}
+    assert dropped == commas and len(commas) > 0
+
+
+def test_unscored_critical_setting_reads_old_booleans_and_rejects_unknown_kinds():
+    assert PretrainConfig.from_dict({"unscored_critical": True}).unscored_critical == "all"
+    assert PretrainConfig.from_dict({"unscored_critical": False}).unscored_critical == "none"
+    with pytest.raises(ValueError, match="unscored_critical must be one of"):
+        PretrainConfig(unscored_critical="digits")

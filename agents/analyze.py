@@ -1,0 +1,554 @@
+"""Where a reference model is unsure, and where one mistake loses the answer.
+
+Two analyses of a reference model on (N+1)-digit problems (``plus1``), after the paper's
+Table 1 and the data-driven definition of critical tokens in ``shared/spec/scratchpad.md``:
+
+* :func:`certainty_gap`: per sampled episode, the reference's mean certainty J at the
+  structural critical tokens minus its mean J at the other target tokens, averaged over
+  episodes with a 95% t interval (the paper: -0.33 at N=3).
+* :func:`find_critical_tokens`: a finder that knows nothing of the template. On correct
+  sampled episodes it forces a mistake at a position, re-samples the rest of the episode
+  K times, and compares the success rate with K continuations that keep the episode's
+  token there. A position is *found* when that drop is large and J there is far below
+  the episode's certainty elsewhere; found positions are scored against the structural ones.
+
+J at generated position t comes from the reference's distribution over token t, which
+depends only on the tokens before t: with the context on track, it is the teacher-forced J.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+from transformers.cache_utils import Cache
+
+from agents.decoding import CachedDecoder, _GrowingLayer, choose_tokens
+from agents.episodes import play_episodes
+from agents.evaluate import split_problems
+from agents.kl import certainty
+from agents.stats import mean_ci
+from agents.teacher_forcing import first_deviation
+from arith_gym.env import EnvConfig
+from arith_gym.operands import sample_operands
+from arith_gym.scratchpad import SCRATCH_CLOSE, critical_tokens, parse_result, prompt_text, target_text
+from arith_gym.tokenizer import PAD_ID, TOKEN_TO_ID, decode, encode
+
+PAPER_GAPS = {3: -0.33, 5: -0.21, 7: -0.13}  # the paper's Table 1, critical minus others
+SOURCES = ("sampled", "target")
+POSITION_MODES = ("candidates", "all")
+NEWLINE_ID = TOKEN_TO_ID["\n"]
+MARGIN_SWEEP = (1.0, 1.5, 2.0, 2.5, 3.0)  # certainty margins the finder's report also scores
+
+Problem = tuple[int, int]
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+@torch.no_grad()
+def reference_logits(
+    model: PreTrainedModel, problems: Sequence[Problem], texts: Sequence[str], batch_size: int = 64
+) -> list[torch.Tensor]:
+    """Raw logits ``[len(text) + 1, V]`` of the distributions over each token of ``text`` and the next.
+
+    One teacher-forced forward over prompt + text per batch of right-padded rows.
+    """
+    device = next(model.parameters()).device
+    sequences = [encode(prompt_text(a, b) + text) for (a, b), text in zip(problems, texts, strict=True)]
+    starts = [len(prompt_text(a, b)) - 1 for a, b in problems]
+    out: list[torch.Tensor] = []
+    for begin in range(0, len(sequences), batch_size):
+        chunk = sequences[begin : begin + batch_size]
+        ids = torch.full((len(chunk), max(map(len, chunk))), PAD_ID, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, sequence in enumerate(chunk):
+            ids[row, : len(sequence)] = torch.as_tensor(sequence)
+            mask[row, : len(sequence)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
+        for row, sequence in enumerate(chunk):
+            out.append(logits[row, starts[begin + row] : len(sequence)])
+    return out
+
+
+def on_track_length(text: str, target: str) -> int:
+    """How many target positions have an on-track context: all before the first deviation, and it."""
+    where = first_deviation(text, target)
+    return len(target) if where is None else min(where + 1, len(target))
+
+
+def _problems_and_texts(
+    model: PreTrainedModel,
+    comfort_digits: int,
+    split: str,
+    count: int,
+    source: str,
+    temperature: float,
+    seed: int,
+    batch_size: int,
+) -> tuple[list[Problem], list[str], np.ndarray]:
+    """``count`` problems of ``split`` and the episodes played on them (or their targets)."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    problems = split_problems(split, comfort_digits, count, seed)
+    if source == "target":
+        return problems, [target_text(a, b) for a, b in problems], np.ones(count, dtype=bool)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    solved, texts = play_episodes(model, problems, comfort_digits, split, temperature, generator, batch_size)
+    return problems, texts, solved
+
+
+# --------------------------------------------------------------------------- certainty gap
+
+
+@dataclass(frozen=True)
+class CertaintyGap:
+    """The paper's Table 1 for one model: J at critical tokens minus J elsewhere, per episode.
+
+    ``gaps``, ``critical`` and ``other`` hold one value per episode used (an episode needs an
+    on-track critical token and an on-track other token); ``gap``/``low``/``high`` are the
+    mean gap and its 95% t interval (NaN when fewer than two episodes are used).
+    """
+
+    comfort_digits: int
+    split: str
+    source: str
+    temperature: float
+    certainty_temperature: float
+    certainty_kind: str
+    episodes: int
+    accuracy: float
+    gaps: np.ndarray
+    critical: np.ndarray
+    other: np.ndarray
+    gap: float
+    low: float
+    high: float
+
+    @property
+    def used(self) -> int:
+        return len(self.gaps)
+
+
+def certainty_gap(
+    model: PreTrainedModel,
+    comfort_digits: int,
+    temperature: float = 1.0,
+    episodes: int = 200,
+    certainty_temperature: float = 4.0,
+    certainty_kind: str = "negentropy",
+    split: str = "plus1",
+    source: str = "sampled",
+    seed: int = 0,
+    batch_size: int = 128,
+) -> CertaintyGap:
+    """Mean certainty J at the structural critical tokens minus J at the other target tokens.
+
+    Episodes are sampled from ``model`` at ``temperature`` on ``split`` problems (``source=
+    "target"``: the right texts instead, i.e. teacher forcing). Each episode counts the
+    target positions whose context is on track (see :func:`on_track_length`): stopping at
+    the first deviation keeps J comparable, and keeping the deviation itself keeps the
+    critical tokens where sampled episodes go wrong.
+    """
+    problems, texts, solved = _problems_and_texts(
+        model, comfort_digits, split, episodes, source, temperature, seed, batch_size
+    )
+    gaps, critical_means, other_means = [], [], []
+    logits_all = reference_logits(model, problems, texts, batch_size)
+    for (a, b), text, logits in zip(problems, texts, logits_all, strict=True):
+        length = on_track_length(text, target_text(a, b))
+        j = certainty(logits[:length], certainty_temperature, certainty_kind).numpy()
+        critical = np.zeros(length, dtype=bool)
+        critical[[t.position for t in critical_tokens(a, b, comfort_digits) if t.position < length]] = True
+        if critical.any() and not critical.all():
+            critical_means.append(float(j[critical].mean()))
+            other_means.append(float(j[~critical].mean()))
+            gaps.append(critical_means[-1] - other_means[-1])
+    estimate = mean_ci(gaps) if gaps else None
+    return CertaintyGap(
+        comfort_digits,
+        split,
+        source,
+        temperature,
+        certainty_temperature,
+        certainty_kind,
+        episodes,
+        float(solved.mean()),
+        np.asarray(gaps),
+        np.asarray(critical_means),
+        np.asarray(other_means),
+        *((estimate.mean, estimate.low, estimate.high) if estimate else (float("nan"),) * 3),
+    )
+
+
+# --------------------------------------------------------------------------- forced mistakes
+
+
+def forced_mistakes(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float, samples: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``samples`` mistakes per row ``[n, samples]``: tokens drawn from ``softmax(logits / T)``
+    with the row's own token (``tokens[n]``) removed and the rest renormalised.
+
+    Masking the logit (not the probability) keeps the draw well defined when the token held
+    almost all the mass.
+    """
+    masked = (logits.float() / temperature).scatter(-1, tokens.view(-1, 1), float("-inf"))
+    return torch.multinomial(torch.softmax(masked, dim=-1), samples, replacement=True, generator=generator)
+
+
+def _branch_decoder(model: PreTrainedModel, context: np.ndarray, lengths: np.ndarray) -> CachedDecoder:
+    """A decoder whose row r holds ``context[:lengths[r]]``, ready for ``step``.
+
+    The shared context runs once and its KV cache is copied to every row; the attention
+    mask hides what lies past a row's own length (a hole, as left padding is), and the
+    position ids go on from each row's length.
+    """
+    device = next(model.parameters()).device
+    shared = Cache(layer_class_to_replicate=_GrowingLayer)
+    model(input_ids=torch.as_tensor(context, device=device)[None], past_key_values=shared, use_cache=True)
+    decoder = CachedDecoder(model)
+    decoder.cache = Cache(layer_class_to_replicate=_GrowingLayer)
+    rows = len(lengths)
+    for index, layer in enumerate(shared.layers):
+        keys, values = layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)
+        decoder.cache.update(keys, values, index)
+    lengths_t = torch.as_tensor(lengths, device=device)
+    decoder.attention = (torch.arange(len(context), device=device)[None] < lengths_t[:, None]).long()
+    decoder.next_position = lengths_t
+    return decoder
+
+
+def _result_line_ended(ids: np.ndarray) -> bool:
+    """Whether a text that just wrote a newline has ended its result line (as the env ends it)."""
+    text = decode(ids)
+    start = text.find(SCRATCH_CLOSE)
+    return start >= 0 and "\n" in text[start + len(SCRATCH_CLOSE) :]
+
+
+@torch.no_grad()
+def branch_success(
+    model: PreTrainedModel,
+    problem: Problem,
+    text: str,
+    positions: np.ndarray,
+    tokens: np.ndarray,
+    temperature: float,
+    generator: torch.Generator,
+    max_steps: int,
+) -> np.ndarray:
+    """Whether each branch solves ``problem``: ``text[:positions[r]]``, then ``tokens[r]``, then
+    sampled at ``temperature`` until it ends as the environment ends it (the result line's
+    newline, a pad token, or ``max_steps`` generated tokens). All rows run as one batch."""
+    positions, tokens = np.asarray(positions, dtype=np.int64), np.asarray(tokens, dtype=np.int64)
+    prompt, ids = encode(prompt_text(*problem)), encode(text)
+    written = np.full((len(positions), max(max_steps, len(ids))), PAD_ID, dtype=np.int64)
+    written[:, : len(ids)] = ids
+    lengths, active = positions.copy(), np.ones(len(positions), dtype=bool)
+    context = np.concatenate([prompt, ids[: positions.max()]])
+    decoder = _branch_decoder(model, context, len(prompt) + positions)
+    step = torch.as_tensor(tokens)
+    while True:
+        new = step.cpu().numpy()
+        active &= new != PAD_ID  # a pad ends the episode and writes nothing
+        rows = np.flatnonzero(active)
+        written[rows, lengths[rows]] = new[rows]
+        lengths[rows] += 1
+        for row in rows[new[rows] == NEWLINE_ID]:
+            active[row] = not _result_line_ended(written[row, : lengths[row]])
+        active &= lengths < max_steps
+        if not active.any():
+            break
+        step = choose_tokens(decoder.step(step).logits[:, -1], temperature, generator)
+    answer = problem[0] + problem[1]
+    return np.array([parse_result(decode(written[r, : lengths[r]])) == answer for r in range(len(lengths))])
+
+
+# --------------------------------------------------------------------------- finder
+
+
+@dataclass(frozen=True)
+class FinderReport:
+    """Every generated position of the analysed episodes (concatenated), and the finder's settings.
+
+    ``forced_rate`` and ``kept_rate`` are the success rates of K continuations after a
+    forced mistake at the position and after the episode's own token there; NaN where the
+    position was not evaluated (``positions="candidates"`` evaluates only low-certainty ones).
+    """
+
+    comfort_digits: int
+    source: str
+    samples: int
+    positions_mode: str
+    drop_threshold: float
+    certainty_margin: float
+    certainty_temperature: float
+    certainty_kind: str
+    episodes: int
+    sampled: int
+    episode: np.ndarray
+    position: np.ndarray
+    token: np.ndarray
+    certainty: np.ndarray
+    low_certainty: np.ndarray
+    forced_rate: np.ndarray
+    kept_rate: np.ndarray
+    structural: np.ndarray
+
+    @property
+    def evaluated(self) -> np.ndarray:
+        return ~np.isnan(self.forced_rate)
+
+    @property
+    def drop(self) -> np.ndarray:
+        """How much a forced mistake lowers the success rate (NaN where not evaluated)."""
+        return self.kept_rate - self.forced_rate
+
+    @property
+    def found(self) -> np.ndarray:
+        fatal = np.nan_to_num(self.drop, nan=-1.0) >= self.drop_threshold
+        return self.evaluated & self.low_certainty & fatal
+
+    @property
+    def precision(self) -> float:
+        return precision_recall(self.found, self.structural)[0]
+
+    @property
+    def recall(self) -> float:
+        return precision_recall(self.found, self.structural)[1]
+
+
+def precision_recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Precision and recall of boolean ``found`` against ``truth`` (NaN when undefined)."""
+    hits = int((found & truth).sum())
+    precision = hits / found.sum() if found.any() else float("nan")
+    return float(precision), float(hits / truth.sum() if truth.any() else float("nan"))
+
+
+def low_certainty(j: np.ndarray, margin: float) -> np.ndarray:
+    """Positions whose J lies more than ``margin`` standard deviations below the mean J of
+    the episode's other positions (leave-one-out, so a very low J does not lower its own bar)."""
+    n = len(j)
+    if n < 3:
+        return np.zeros(n, dtype=bool)
+    j = j.astype(np.float64)
+    mean = (j.sum() - j) / (n - 1)
+    variance = ((j * j).sum() - j * j - (n - 1) * mean * mean) / (n - 2)
+    return j < mean - margin * np.sqrt(np.clip(variance, 0.0, None))
+
+
+def _correct_episodes(
+    model, comfort_digits, split, count, source, temperature, rng, generator, batch_size, max_sampled
+) -> tuple[list[Problem], list[str], int]:
+    """Up to ``count`` sampled episodes that are exactly the target text, and how many were sampled.
+
+    Exactly the target, not merely correct: the structural positions must index the text.
+    """
+    if source == "target":
+        problems = [sample_operands(rng, split, comfort_digits) for _ in range(count)]
+        return problems, [target_text(a, b) for a, b in problems], count
+    problems, texts, sampled = [], [], 0
+    while len(problems) < count and sampled < max_sampled:
+        size = min(batch_size, max_sampled - sampled)
+        batch = [sample_operands(rng, split, comfort_digits) for _ in range(size)]
+        solved, played = play_episodes(model, batch, comfort_digits, split, temperature, generator, size)
+        sampled += len(batch)
+        for problem, ok, text in zip(batch, solved, played, strict=True):
+            if ok and text == target_text(*problem) and len(problems) < count:
+                problems.append(problem)
+                texts.append(text)
+    return problems, texts, sampled
+
+
+def find_critical_tokens(
+    model: PreTrainedModel,
+    comfort_digits: int,
+    temperature: float = 1.0,
+    episodes: int = 16,
+    samples: int = 8,
+    positions: str = "candidates",
+    drop_threshold: float = 0.5,
+    certainty_margin: float = 2.0,
+    certainty_temperature: float = 4.0,
+    certainty_kind: str = "negentropy",
+    split: str = "plus1",
+    source: str = "sampled",
+    seed: int = 0,
+    batch_size: int = 128,
+    max_sampled: int | None = None,
+    progress: bool = False,
+) -> FinderReport:
+    """Find critical tokens from data: a forced mistake there loses the answer, and J is low there.
+
+    For each of ``episodes`` correct episodes (``source="target"``: right texts of fresh
+    problems) and each generated position t: J from one forward; K = ``samples`` mistakes
+    drawn from the reference at ``temperature`` without the episode's token, each continued
+    to the end, against K continuations that keep the episode's token. Found = drop in
+    success rate ``>= drop_threshold`` and :func:`low_certainty` with ``certainty_margin``.
+
+    ``positions="candidates"`` runs the continuations only at low-certainty positions: the
+    found set is the same (both conditions must hold) at a fraction of the cost; ``"all"``
+    runs them everywhere, which also measures the drop alone. At most ``max_sampled``
+    (default 32 per wanted episode) episodes are sampled to find correct ones.
+    """
+    if positions not in POSITION_MODES:
+        raise ValueError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    max_steps = EnvConfig.from_kwargs(comfort_digits, split).max_episode_steps
+    cap = max_sampled if max_sampled is not None else 32 * episodes
+    problems, texts, sampled = _correct_episodes(
+        model, comfort_digits, split, episodes, source, temperature, rng, generator, batch_size, cap
+    )
+    columns = []
+    episodes_bar = tqdm(list(zip(problems, texts, strict=True)), desc="finder", disable=not progress)
+    for index, (problem, text) in enumerate(episodes_bar):
+        logits = reference_logits(model, [problem], [text])[0][: len(text)]
+        j = certainty(logits, certainty_temperature, certainty_kind).numpy()
+        low = low_certainty(j, certainty_margin)
+        where = np.arange(len(text)) if positions == "all" else np.flatnonzero(low)
+        kept, forced = _success_rates(
+            model, problem, text, logits, where, temperature, samples, generator, batch_size, max_steps
+        )
+        structural = np.zeros(len(text), dtype=bool)
+        structural[[t.position for t in critical_tokens(*problem, comfort_digits)]] = True
+        characters = np.array(list(text), dtype=str)
+        columns.append(
+            (np.full(len(text), index), np.arange(len(text)), characters, j, low, forced, kept, structural)
+        )
+    empty = [np.zeros(0, dtype=kind) for kind in (int, int, str, float, bool, float, float, bool)]
+    return FinderReport(
+        comfort_digits,
+        source,
+        samples,
+        positions,
+        drop_threshold,
+        certainty_margin,
+        certainty_temperature,
+        certainty_kind,
+        len(problems),
+        sampled,
+        *([np.concatenate(column) for column in zip(*columns, strict=True)] if columns else empty),
+    )
+
+
+def _success_rates(
+    model, problem, text, logits, where, temperature, samples, generator, batch_size, max_steps
+) -> tuple[np.ndarray, np.ndarray]:
+    """Success rates of K branches keeping the episode's token and K after a forced mistake, at
+    positions ``where`` (NaN elsewhere)."""
+    kept_rate, forced_rate = np.full(len(text), np.nan), np.full(len(text), np.nan)
+    if len(where) == 0:
+        return kept_rate, forced_rate
+    ids = torch.as_tensor(encode(text))[where]
+    mistakes = forced_mistakes(logits[where], ids, temperature, samples, generator)
+    # K kept then K forced rows per position, in order of position: a chunk's rows then end at
+    # about the same time, so the batch does not idle on a few long ones.
+    tokens = torch.cat([ids[:, None].expand(-1, samples), mistakes], dim=1).reshape(-1).numpy()
+    at = np.repeat(where, 2 * samples)
+    branch = partial(branch_success, model, problem, text, temperature=temperature, generator=generator)
+    success = np.concatenate(
+        [
+            branch(positions=at[s : s + batch_size], tokens=tokens[s : s + batch_size], max_steps=max_steps)
+            for s in range(0, len(at), batch_size)
+        ]
+    )
+    kept_rate[where], forced_rate[where] = success.reshape(len(where), 2, samples).mean(axis=2).T
+    return kept_rate, forced_rate
+
+
+# --------------------------------------------------------------------------- report
+
+
+def format_gap(gap: CertaintyGap) -> str:
+    """The certainty gap, Markdown-friendly."""
+    paper = PAPER_GAPS.get(gap.comfort_digits)
+    versus = f" (paper, N={gap.comfort_digits}: {paper:+.2f})" if paper is not None else ""
+    lines = [
+        f"**Certainty gap** (Table 1): J = {_kind_formula(gap.certainty_kind)}"
+        f" at T={gap.certainty_temperature:g}; {gap.episodes} {gap.source} {gap.split} episodes"
+        f" at T={gap.temperature:g} ({100 * gap.accuracy:.1f}% correct),"
+        f" {gap.used} with on-track critical tokens",
+        f"- critical minus other: {gap.gap:+.3f}, 95% CI [{gap.low:+.3f}, {gap.high:+.3f}]{versus}",
+        f"- mean J: {_mean(gap.critical):.3f} at critical tokens, {_mean(gap.other):.3f} at the others",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def format_finder(report: FinderReport) -> str:
+    """The finder's settings, precision and recall per criterion, and what it found, Markdown-friendly."""
+    r = report
+    structural, evaluated = r.structural, r.evaluated
+    lines = [
+        f"**Critical-token finder**: {r.episodes} correct {r.source} episodes (of {r.sampled} sampled),"
+        f" {len(r.position)} positions, {int(structural.sum())} structural critical;"
+        f" K={r.samples} continuations after a forced mistake and K after the episode's token"
+        f" at {int(evaluated.sum())} positions ({r.positions_mode})",
+        f"found = drop in success >= {r.drop_threshold:g} and J < mean - {r.certainty_margin:g} sd"
+        " of the episode's other positions",
+        "",
+        "| criterion | flagged | structural among them | precision | recall |",
+        "|---|---|---|---|---|",
+        _row(f"low certainty ({r.certainty_margin:g} sd)", r.low_certainty, structural),
+    ]
+    if len(evaluated) and evaluated.all():
+        lines.append(_row(f"drop >= {r.drop_threshold:g}", r.drop >= r.drop_threshold, structural))
+    lines.append(_row("found (both)", r.found, structural))
+    sweep = ", ".join(
+        "{:g} sd: {:.2f} / {:.2f}".format(m, *precision_recall(_low_per_episode(r, m), structural))
+        for m in MARGIN_SWEEP
+    )
+    drop = r.drop
+    lines += [
+        "",
+        f"- low certainty alone, precision / recall by margin: {sweep}",
+        f"- mean J: {_mean(r.certainty[structural]):.3f} at structural critical positions,"
+        f" {_mean(r.certainty[~structural]):.3f} elsewhere",
+        f"- mean drop where evaluated: {_mean(drop[evaluated & structural]):.2f} at structural critical"
+        f" positions, {_mean(drop[evaluated & ~structural]):.2f} elsewhere",
+        f"- found, by character (structural/all): {_by_char(r.token[r.found], structural[r.found])}",
+        f"- structural missed, by character: {_by_char(r.token[structural & ~r.found])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _low_per_episode(report: FinderReport, margin: float) -> np.ndarray:
+    low = np.zeros(len(report.certainty), dtype=bool)
+    for episode in range(report.episodes):
+        rows = report.episode == episode
+        low[rows] = low_certainty(report.certainty[rows], margin)
+    return low
+
+
+def _row(name: str, flagged: np.ndarray, truth: np.ndarray) -> str:
+    precision, recall = precision_recall(flagged, truth)
+    hits = int((flagged & truth).sum())
+    return f"| {name} | {int(flagged.sum())} | {hits} | {precision:.2f} | {recall:.2f} |"
+
+
+def _by_char(chars: np.ndarray, structural: np.ndarray | None = None) -> str:
+    if len(chars) == 0:
+        return "none"
+    counts = Counter(chars.tolist())
+    if structural is None:
+        return ", ".join(f"{c!r} {n}" for c, n in counts.most_common())
+    hits = Counter(chars[structural].tolist())
+    return ", ".join(f"{c!r} {hits[c]}/{n}" for c, n in counts.most_common())
+
+
+def _kind_formula(kind: str) -> str:
+    return "1 - H(p)/log|V|" if kind == "negentropy" else "1 + log max p / log|V|"
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else float("nan")

@@ -1,0 +1,169 @@
+"""The multi-seed comparison (agents/compare.py, ``arith-rl compare``) on a tiny budget."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+
+import pytest
+
+from agents import MissingExtra
+from agents.compare import CompareSettings, compare, run_ray, summarize, summary_markdown
+from agents.stats import paired_difference
+
+TINY = (
+    ("episodes_per_update", 4),
+    ("total_episodes", 8),
+    ("eval_every", 1),
+    ("eval_episodes", 4),
+    ("eval_greedy", False),
+    ("value_hidden", (8,)),
+    ("minibatches", 1),
+)
+
+
+def _settings(micro_reference_dir, **changes) -> CompareSettings:
+    values = dict(
+        methods=("uniform", "critical"), seeds=(0, 1), overrides=TINY, reference=str(micro_reference_dir)
+    )
+    return CompareSettings(**{**values, **changes})
+
+
+def _read(path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def compared(micro_reference_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    summary = compare(
+        _settings(micro_reference_dir), out, workers=2, progress=False, command="arith-rl compare"
+    )
+    return out, summary
+
+
+def test_compare_writes_csvs_plots_and_summary(compared):
+    out, summary = compared
+    for name in ("evaluations.csv", "critical.csv", "accuracy.png", "critical.png", "summary.md"):
+        assert (out / name).stat().st_size > 0, name
+    rows = _read(out / "evaluations.csv")
+    runs = {(r["method"], r["seed"]) for r in rows}
+    assert runs == {("uniform", "0"), ("uniform", "1"), ("critical", "0"), ("critical", "1")}
+    # 3 evaluations per run (episodes 0, 4, 8), sampled on comfort and plus1
+    assert sorted({int(r["episodes"]) for r in rows}) == [0, 4, 8]
+    assert len(rows) == 4 * 3 * 2 and {r["split"] for r in rows} == {"comfort", "plus1"}
+    text = summary.read_text()
+    assert "| critical | 2 |" in text and "| uniform | 2 |" in text and "`critical`" in text
+
+
+def test_summary_numbers_match_the_csv(compared):
+    out, _ = compared
+    rows = _read(out / "evaluations.csv")
+
+    def final(method: str) -> list[float]:
+        return [
+            float(r["accuracy"])
+            for seed in ("0", "1")
+            for r in rows
+            if r["method"] == method and r["seed"] == seed and r["split"] == "plus1" and r["episodes"] == "8"
+        ]
+
+    results, _ = summarize(
+        [
+            {
+                **r,
+                "seed": int(r["seed"]),
+                "eval_index": int(r["eval_index"]),
+                "accuracy": float(r["accuracy"]),
+                "episodes": int(r["episodes"]),
+            }
+            for r in rows
+        ],
+        "plus1",
+    )
+    critical = next(r for r in results if r.label == "critical")
+    expected = paired_difference(final("critical"), final("uniform"))
+    assert critical.difference.mean == pytest.approx(expected.mean)
+    assert critical.final.mean == pytest.approx(sum(final("critical")) / 2)
+
+
+def test_rerun_keeps_finished_runs(compared, micro_reference_dir):
+    out, summary = compared
+    before = (out / "runs" / "ppo-uniform-s0" / "metrics.csv").read_text()
+    compare(_settings(micro_reference_dir), out, workers=1, progress=False)
+    assert (out / "runs" / "ppo-uniform-s0" / "metrics.csv").read_text() == before
+
+
+def test_threshold_and_verdict_wording():
+    rows = []
+    for seed, (u, c) in enumerate([(0.1, 0.3), (0.2, 0.35), (0.1, 0.32)]):
+        for method, last in (("uniform", u), ("critical", c)):
+            for index, (episodes, accuracy) in enumerate([(0, 0.1), (64, last)]):
+                for split, value in (("plus1", accuracy), ("comfort", 0.9)):
+                    rows.append(
+                        dict(
+                            algo="ppo",
+                            method=method,
+                            seed=seed,
+                            eval_index=index,
+                            episodes=episodes,
+                            split=split,
+                            mode="sampled",
+                            accuracy=value,
+                        )
+                    )
+    results, threshold = summarize(rows, "plus1")
+    assert threshold == pytest.approx(0.25)
+    critical = next(r for r in results if r.label == "critical")
+    assert critical.reached == 3 and critical.episodes_to_threshold.mean == 64
+    text = summary_markdown(results, "plus1", threshold)
+    assert "`critical` beat `uniform`: +19.0 points" in text
+    assert "not reached (0/3)" in text
+
+
+def test_bad_settings_fail_before_any_run(micro_reference_dir, tmp_path):
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        _settings(micro_reference_dir, algos=("trpo",))
+    with pytest.raises(ValueError, match="unknown method"):
+        _settings(micro_reference_dir, methods=("critikal",)).jobs(tmp_path)
+    with pytest.raises(ValueError, match="seeds repeat"):
+        _settings(micro_reference_dir, seeds=(1, 1))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sb3_algorithm_sits_in_the_same_table(micro_reference_dir, tmp_path):
+    settings = _settings(micro_reference_dir, methods=("uniform",), seeds=(0,), algos=("ppo", "sb3-ppo"))
+    summary = compare(settings, tmp_path, workers=1, progress=False)
+    text = summary.read_text()
+    assert "| ppo:uniform | 1 |" in text and "| sb3-ppo:uniform | 1 |" in text
+    rows = _read(tmp_path / "evaluations.csv")
+    sb3 = [r for r in rows if r["algo"] == "sb3-ppo"]
+    assert {r["eval_index"] for r in sb3} == {"0", "1", "2"} and int(sb3[-1]["episodes"]) >= 8
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")
+def test_ray_backend_without_ray_says_how_to_install(micro_reference_dir, tmp_path):
+    with pytest.raises(MissingExtra, match=r"pip install 'arith-gym\[ray\]'"):
+        run_ray(_settings(micro_reference_dir).jobs(tmp_path))
+
+
+def test_ray_backend_error_when_import_fails(micro_reference_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(MissingExtra, match="pip install"):
+        run_ray(_settings(micro_reference_dir).jobs(tmp_path), progress=False)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_ray_backend_runs_on_a_local_ray(micro_reference_dir, tmp_path):
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        settings = _settings(micro_reference_dir, methods=("uniform",), seeds=(0, 1))
+        summary = compare(settings, tmp_path, backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert "| uniform | 2 |" in summary.read_text()
+    assert len({r["seed"] for r in _read(tmp_path / "evaluations.csv")}) == 2
