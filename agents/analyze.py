@@ -27,9 +27,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
-from transformers.cache_utils import Cache
 
-from agents.decoding import CachedDecoder, _GrowingLayer, choose_tokens
+from agents.decoding import CachedDecoder, choose_tokens
 from agents.episodes import play_episodes
 from agents.evaluate import split_problems
 from agents.kl import certainty
@@ -203,28 +202,6 @@ def forced_mistakes(
     return torch.multinomial(torch.softmax(masked, dim=-1), samples, replacement=True, generator=generator)
 
 
-def _branch_decoder(model: PreTrainedModel, context: np.ndarray, lengths: np.ndarray) -> CachedDecoder:
-    """A decoder whose row r holds ``context[:lengths[r]]``, ready for ``step``.
-
-    The shared context runs once and its KV cache is copied to every row; the attention
-    mask hides what lies past a row's own length (a hole, as left padding is), and the
-    position ids go on from each row's length.
-    """
-    device = next(model.parameters()).device
-    shared = Cache(layer_class_to_replicate=_GrowingLayer)
-    model(input_ids=torch.as_tensor(context, device=device)[None], past_key_values=shared, use_cache=True)
-    decoder = CachedDecoder(model)
-    decoder.cache = Cache(layer_class_to_replicate=_GrowingLayer)
-    rows = len(lengths)
-    for index, layer in enumerate(shared.layers):
-        keys, values = layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)
-        decoder.cache.update(keys, values, index)
-    lengths_t = torch.as_tensor(lengths, device=device)
-    decoder.attention = (torch.arange(len(context), device=device)[None] < lengths_t[:, None]).long()
-    decoder.next_position = lengths_t
-    return decoder
-
-
 def _result_line_ended(ids: np.ndarray) -> bool:
     """Whether a text that just wrote a newline has ended its result line (as the env ends it)."""
     text = decode(ids)
@@ -252,7 +229,7 @@ def branch_success(
     written[:, : len(ids)] = ids
     lengths, active = positions.copy(), np.ones(len(positions), dtype=bool)
     context = np.concatenate([prompt, ids[: positions.max()]])
-    decoder = _branch_decoder(model, context, len(prompt) + positions)
+    decoder = CachedDecoder.branches(model, context, len(prompt) + positions)
     step = torch.as_tensor(tokens)
     while True:
         new = step.cpu().numpy()

@@ -78,6 +78,29 @@ class CachedDecoder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @classmethod
+    @torch.no_grad()
+    def branches(cls, model: PreTrainedModel, context: np.ndarray, lengths: np.ndarray) -> CachedDecoder:
+        """A decoder whose row r holds ``context[:lengths[r]]``, ready for :meth:`step`.
+
+        The shared context runs once and its KV cache is copied to every row; the attention
+        mask hides what lies past a row's own length (a hole, as left padding is), and the
+        position ids go on from each row's length. For many continuations of one text.
+        """
+        decoder = cls(model)
+        device = decoder.device
+        shared = Cache(layer_class_to_replicate=_GrowingLayer)
+        model(input_ids=torch.as_tensor(context, device=device)[None], past_key_values=shared, use_cache=True)
+        decoder.cache = Cache(layer_class_to_replicate=_GrowingLayer)
+        rows = len(lengths)
+        for index, layer in enumerate(shared.layers):
+            keys, values = layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)
+            decoder.cache.update(keys, values, index)
+        lengths_t = torch.as_tensor(lengths, device=device)
+        decoder.attention = (torch.arange(len(context), device=device)[None] < lengths_t[:, None]).long()
+        decoder.next_position = lengths_t
+        return decoder
+
     def start(self, prompts: Sequence[np.ndarray]):
         input_ids, self.attention, positions = left_pad(prompts, self.device)
         self.cache = Cache(layer_class_to_replicate=_GrowingLayer)

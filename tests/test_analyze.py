@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from agents.analyze import (
-    _branch_decoder,
     branch_success,
     certainty_gap,
     find_critical_tokens,
@@ -21,6 +20,7 @@ from agents.analyze import (
     precision_recall,
 )
 from agents.cli import main
+from agents.decoding import CachedDecoder
 from agents.model import load_reference
 from agents.stats import mean_ci
 from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
@@ -76,7 +76,7 @@ def test_branch_decoder_continues_each_row_like_a_full_forward(micro):
     prompt, ids = encode(prompt_text(*PROBLEM)), encode(target_text(*PROBLEM))
     lengths = np.array([0, 3, 20, 41])
     tokens = torch.tensor([5, 11, 3, 27])
-    decoder = _branch_decoder(model, np.concatenate([prompt, ids[:41]]), len(prompt) + lengths)
+    decoder = CachedDecoder.branches(model, np.concatenate([prompt, ids[:41]]), len(prompt) + lengths)
     cached = decoder.step(tokens).logits[:, -1]
     for row, length in enumerate(lengths):
         full = torch.as_tensor(np.concatenate([prompt, ids[:length], [int(tokens[row])]]))[None]
