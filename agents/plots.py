@@ -1,17 +1,19 @@
-"""Figures of training runs (matplotlib, written to PNG without a display)."""
+"""Figures of training runs, written to PNG files.
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), not pyplot:
+that needs no display and leaves the caller's pyplot backend alone (inline plots in a
+notebook keep working after ``import agents.plots``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: works on machines without a screen
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from agents.train import read_metrics  # noqa: E402
+from agents.train import read_metrics
 
 
 def plot_runs(
@@ -22,7 +24,8 @@ def plot_runs(
 ) -> Path:
     """Sampled accuracy on ``split`` and on ``comfort`` against episodes seen, one line per run."""
     labels = list(labels) if labels else [Path(r).name for r in run_dirs]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    figure = Figure(figsize=(10, 3.8))
+    axes = figure.subplots(1, 2, sharex=True)
     for run, label in zip(run_dirs, labels, strict=True):
         rows = [r for r in read_metrics(run) if f"{split}_sampled" in r]
         episodes = [r["episodes"] for r in rows]
@@ -50,7 +53,8 @@ def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Pat
     """``split`` and comfort sampled accuracy vs episodes: mean line and 95% CI band per method."""
     from agents.compare import curves
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    figure = Figure(figsize=(10, 3.8))
+    axes = figure.subplots(1, 2, sharex=True)
     for axis, name in zip(axes, (split, "comfort"), strict=True):
         for label, grouped in sorted(curves(evaluations, name).items()):
             x, mean, low, high = np.array([_mean_band(grouped[i]) for i in sorted(grouped)]).T
@@ -72,7 +76,8 @@ def plot_critical(critical: list[dict], out: str | Path) -> Path:
     labels = sorted({row["label"] for row in critical})
     algos = sorted({row["algo"] for row in critical})
     panels = max(1, len(labels))
-    figure, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4), squeeze=False)
+    figure = Figure(figsize=(3.6 * panels, 3.4))
+    axes = figure.subplots(1, panels, squeeze=False)
     for axis, label in zip(axes[0], labels, strict=False):
         grouped: dict[str, dict[int, list[tuple]]] = {}
         for row in critical:
@@ -99,5 +104,4 @@ def _save(figure, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=120)
-    plt.close(figure)
     return out

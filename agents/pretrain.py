@@ -139,13 +139,13 @@ def make_batch(
                 t.position for t in critical_tokens(a, b, unscored_critical_of) if t.kind in unscored_kinds
             ]
             labels[row, len(prompt) + np.asarray(critical, dtype=np.int64)] = IGNORE_INDEX
-    positions = np.broadcast_to(np.arange(width), input_ids.shape)
+    positions = np.tile(np.arange(width), (len(problems), 1))  # writable: torch shares the memory
     if offsets is not None:
         positions = positions + offsets[:, None]
     return {
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy(attention),
-        "position_ids": torch.from_numpy(np.ascontiguousarray(positions)),
+        "position_ids": torch.from_numpy(positions),
         "labels": torch.from_numpy(labels),
     }
 
