@@ -161,9 +161,9 @@ def test_ray_backend_runs_on_a_local_ray(micro_reference_dir, tmp_path):
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        settings = _settings(micro_reference_dir, methods=("uniform",), seeds=(0, 1))
+        settings = _settings(micro_reference_dir, methods=("uniform",), seeds=(3,))
         summary = compare(settings, tmp_path, backend="ray", progress=False)
     finally:
         ray.shutdown()
-    assert "| uniform | 2 |" in summary.read_text()
-    assert len({r["seed"] for r in _read(tmp_path / "evaluations.csv")}) == 2
+    assert "| uniform | 1 |" in summary.read_text()
+    assert {r["seed"] for r in _read(tmp_path / "evaluations.csv")} == {"3"}
