@@ -112,8 +112,10 @@ class CompareSettings:
 def run_job(job: Job, on_update: Callable[[dict], None] | None = None) -> str:
     """Train one job to the end (resuming or skipping work already in its run directory)."""
     import torch
+    from transformers.utils import logging
 
     torch.set_num_threads(job.threads)
+    logging.disable_progress_bar()  # one "Loading weights" bar per run would bury the overall one
     if job.algo not in LOCAL_ALGOS:
         from agents.sb3 import train_sb3
 
@@ -215,13 +217,28 @@ def run_ray(jobs: Sequence[Job], address: str | None = None, progress: bool = Tr
 # --------------------------------------------------------------------------- collecting
 
 
-def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict]]:
-    """Every evaluation of every run, as rows for ``evaluations.csv`` and ``critical.csv``."""
+def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """Every evaluation of every run (``evaluations.csv``, ``critical.csv``) and each run's
+    training wall time (``runs.csv``: rollouts and updates, evaluations excluded)."""
     from agents.train import read_metrics
 
-    evaluations, critical = [], []
+    evaluations, critical, runs = [], [], []
     for job in jobs:
-        evals = [row for row in read_metrics(job.run_dir) if _has_eval(row)]
+        rows = read_metrics(job.run_dir)
+        seconds = sum(row.get("update_seconds", 0.0) for row in rows)
+        episodes = rows[-1]["episodes"]
+        runs.append(
+            dict(
+                run=job.name,
+                algo=job.algo,
+                method=job.method,
+                seed=job.seed,
+                episodes=int(episodes),
+                train_seconds=seconds,
+                seconds_per_episode=seconds / max(episodes, 1),
+            )
+        )
+        evals = [row for row in rows if _has_eval(row)]
         for index, row in enumerate(evals):
             base = {
                 "run": job.name,
@@ -241,7 +258,8 @@ def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict
     out = Path(out)
     _write_csv(out / "evaluations.csv", evaluations)
     _write_csv(out / "critical.csv", critical)
-    return evaluations, critical
+    _write_csv(out / "runs.csv", runs)
+    return evaluations, critical, runs
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -371,6 +389,19 @@ def summary_markdown(results: list[MethodResult], split: str, threshold: float, 
     return "\n".join(lines) + "\n"
 
 
+def timing_markdown(runs: list[dict]) -> str:
+    """Training wall time per episode (evaluations excluded), per method, and its ratio to the fastest."""
+    algos = sorted({run["algo"] for run in runs})
+    per_label: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        per_label[group_label(run["algo"], run["method"], algos)].append(run["seconds_per_episode"])
+    means = {label: float(np.mean(values)) for label, values in per_label.items()}
+    fastest = min(means.values())
+    lines = ["", "| method | training s / episode | ratio to the fastest |", "|---|---|---|"]
+    lines += [f"| {label} | {s:.3f} | {s / fastest:.1f}x |" for label, s in sorted(means.items())]
+    return "\n".join(lines) + "\n"
+
+
 def verdict(result: MethodResult) -> str:
     """One sentence: did ``result`` beat uniform, with its paired CI?"""
     d = result.difference
@@ -413,11 +444,11 @@ def compare(
     else:
         workers = workers or min(len(jobs), os.cpu_count() or 1)
         run_local(jobs, workers, progress)
-    evaluations, critical = collect(jobs, out)
+    evaluations, critical, runs = collect(jobs, out)
     split = jobs[0].config.split
     plot_comparison(evaluations, split, out / "accuracy.png")
     plot_critical(critical, out / "critical.png")
     results, threshold = summarize(evaluations, split, settings.threshold)
     summary = out / "summary.md"
-    summary.write_text(summary_markdown(results, split, threshold, command))
+    summary.write_text(summary_markdown(results, split, threshold, command) + timing_markdown(runs))
     return summary

@@ -550,6 +550,7 @@ class _EvaluateEveryRollouts(BaseCallback):
         super().__init__()
         self.evaluate, self.log_row, self.every = evaluate, log_row, every
         self.rollouts, self.episodes = 0, 0
+        self.started: float | None = None
 
     def _on_rollout_start(self) -> None:
         # Called before each rollout, i.e. after the previous rollout's update.
@@ -557,9 +558,12 @@ class _EvaluateEveryRollouts(BaseCallback):
 
     def log(self, evaluate: bool) -> None:
         row: dict[str, float] = {"update": self.rollouts, "episodes": self.episodes}
+        if self.started is not None:  # rollout + update, evaluation excluded (as in agents.train)
+            row["update_seconds"] = time.perf_counter() - self.started
         if evaluate:
             row.update(self.evaluate())
         self.log_row(row)
+        self.started = time.perf_counter()
 
     def _on_step(self) -> bool:
         self.episodes += int(np.sum(self.locals["dones"]))
@@ -576,6 +580,7 @@ def train_sb3(
     algo: str = "sb3-ppo",
     n_envs: int = 16,
     on_update: Any = None,
+    sb3_batch_tokens: int = 512,
 ) -> Path:
     """Fine-tune ``reference_dir`` with SB3's PPO or A2C and an :class:`LMActorCriticPolicy`,
     mapping an :class:`agents.config.RLConfig` onto SB3's arguments.
@@ -583,7 +588,9 @@ def train_sb3(
     Each SB3 rollout holds about ``config.episodes_per_update`` episodes (``n_envs`` envs times
     enough steps for their mean length), and there are ``config.num_updates`` rollouts, so the
     episode budget matches ``agents.train`` to within one rollout's spill-over; ``metrics.csv``
-    records the episodes actually finished. Evaluation is ``agents.evaluate.rl_evaluation``,
+    records the episodes actually finished. SB3's PPO minibatches are ``sb3_batch_tokens``
+    tokens (not episodes: SB3 sees steps), since a minibatch of whole rollouts would re-run
+    thousands of full contexts at once. Evaluation is ``agents.evaluate.rl_evaluation``,
     as in ``agents.train``. The KL always goes in the reward (SB3 has no hook for a loss
     term), whatever ``config.kl_in`` says.
 
@@ -643,7 +650,7 @@ def train_sb3(
         model = KLPPO(
             LMActorCriticPolicy,
             env,
-            batch_size=max(1, n_steps * n_envs // config.minibatches),
+            batch_size=min(sb3_batch_tokens, n_steps * n_envs),
             n_epochs=config.update_epochs,
             clip_range=config.clip_coef,
             normalize_advantage=config.normalize_advantages,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -120,6 +121,7 @@ class Trainer:
 
     def train_one_update(self) -> dict[str, float]:
         config = self.config
+        started = time.perf_counter()
         rollout = collect_rollout(
             self.policy,
             self.reference,
@@ -138,6 +140,7 @@ class Trainer:
             train_accuracy=rollout.accuracy(),
             tokens=rollout.num_tokens,
             rollout_seconds=rollout.timings["total"],
+            update_seconds=time.perf_counter() - started,
         )
         return stats
 

@@ -46,7 +46,7 @@ def compared(micro_reference_dir, tmp_path_factory):
 
 def test_compare_writes_csvs_plots_and_summary(compared):
     out, summary = compared
-    for name in ("evaluations.csv", "critical.csv", "accuracy.png", "critical.png", "summary.md"):
+    for name in ("evaluations.csv", "critical.csv", "runs.csv", "accuracy.png", "critical.png", "summary.md"):
         assert (out / name).stat().st_size > 0, name
     rows = _read(out / "evaluations.csv")
     runs = {(r["method"], r["seed"]) for r in rows}
@@ -56,6 +56,9 @@ def test_compare_writes_csvs_plots_and_summary(compared):
     assert len(rows) == 4 * 3 * 2 and {r["split"] for r in rows} == {"comfort", "plus1"}
     text = summary.read_text()
     assert "| critical | 2 |" in text and "| uniform | 2 |" in text and "`critical`" in text
+    runs = _read(out / "runs.csv")
+    assert len(runs) == 4 and all(float(r["seconds_per_episode"]) > 0 and r["episodes"] == "8" for r in runs)
+    assert "training s / episode" in text
 
 
 def test_summary_numbers_match_the_csv(compared):

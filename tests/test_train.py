@@ -27,7 +27,7 @@ CONFIG = RLConfig(
     value_hidden=(16,),
     seed=0,
 )
-TIMING_COLUMNS = ("rollout_seconds",)
+TIMING_COLUMNS = ("rollout_seconds", "update_seconds")
 
 
 def _rows(run_dir) -> list[dict[str, str]]:
