@@ -16,6 +16,7 @@ TRAIN_BUDGET = [
     "--total-episodes", "4",
     "--episodes-per-update", "4",
     "--set", "minibatches=1",
+    "--set", "eval_greedy=true",
     "--set", "update_epochs=1",
     "--set", "eval_episodes=4",
     "--set", "value_hidden=[8]",
