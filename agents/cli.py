@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--out", default="runs/compare", help="output directory (re-running resumes it)")
     cmp.add_argument("--methods", default="uniform,critical", help="comma-separated (agents.methods)")
-    cmp.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    cmp.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds")
     cmp.add_argument("--algos", default="ppo", help="comma-separated: ppo, a2c, sb3-ppo, sb3-a2c")
     cmp.add_argument("--betas", help="sweep beta for the critical methods, e.g. 10,150,1000,10000")
     cmp.add_argument("--ref", default=None, help="reference model directory (default: the shipped one)")

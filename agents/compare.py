@@ -59,7 +59,7 @@ class CompareSettings:
     """What ``arith-rl compare`` runs; the defaults are its embedded default comparison."""
 
     methods: tuple[str, ...] = ("uniform", "critical")
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
     algos: tuple[str, ...] = ("ppo",)
     preset: str = "cpu"
     overrides: tuple[tuple[str, object], ...] = ()
