@@ -254,4 +254,4 @@ def test_config_file_round_trip(tmp_path):
     assert config == PRESETS["paper"].with_overrides(lr=2e-6)
     path.write_text(PRESETS["cpu"].to_json())
     assert RLConfig.from_file(path) == PRESETS["cpu"]
-    assert PRESETS["cpu"].num_updates == 100
+    assert PRESETS["cpu"].num_updates == 8  # 512 episodes, 64 per update
