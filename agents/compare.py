@@ -314,12 +314,11 @@ def summarize(evaluations: list[dict], split: str, threshold: float | None = Non
     if threshold is None:
         initial = [acc for groups in harder.values() for _, _, acc in groups.get(0, [])]
         threshold = float(np.mean(initial)) + 0.15
-    algos = sorted({row["algo"] for row in evaluations})
     results = []
     for label, grouped in harder.items():
         final, final_comfort = _final_by_seed(grouped), _final_by_seed(comfort[label])
         seeds = sorted(final)
-        baseline = _uniform_label(label, algos)
+        baseline = _uniform_label(label)
         difference = difference_comfort = None
         if baseline != label and baseline in harder:
             base, base_comfort = _final_by_seed(harder[baseline]), _final_by_seed(comfort[baseline])
@@ -345,7 +344,7 @@ def summarize(evaluations: list[dict], split: str, threshold: float | None = Non
     return results, threshold
 
 
-def _uniform_label(label: str, algos: Sequence[str]) -> str:
+def _uniform_label(label: str) -> str:
     return f"{label.split(':')[0]}:uniform" if ":" in label else "uniform"
 
 

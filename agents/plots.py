@@ -32,12 +32,23 @@ def plot_runs(
         for axis, name in zip(axes, (split, "comfort"), strict=True):
             axis.plot(episodes, [100 * r[f"{name}_sampled"] for r in rows], marker="o", ms=3, label=label)
     for axis, name in zip(axes, (split, "comfort"), strict=True):
-        axis.set_title(f"{name}: sampled at the policy temperature")
-        axis.set_xlabel("episodes")
-        axis.set_ylabel("% correct")
-        axis.grid(alpha=0.3)
+        _accuracy_axis(axis, name, "% correct")
     axes[0].legend()
     return _save(figure, out)
+
+
+def _accuracy_axis(axis, name: str, ylabel: str) -> None:
+    axis.set_title(f"{name}: sampled at the policy temperature")
+    axis.set_xlabel("episodes")
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+
+
+def _band_line(axis, by_index: dict[int, list[tuple]], label: str, scale: float = 1.0) -> None:
+    """One method's mean over seeds at each evaluation, with its 95% band."""
+    x, mean, low, high = np.array([_mean_band(by_index[i]) for i in sorted(by_index)]).T
+    (line,) = axis.plot(x, scale * mean, marker="o", ms=3, label=label)
+    axis.fill_between(x, scale * low, scale * high, color=line.get_color(), alpha=0.2)
 
 
 def _mean_band(points: list[tuple]) -> tuple[float, float, float, float]:
@@ -57,14 +68,8 @@ def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Pat
     axes = figure.subplots(1, 2, sharex=True)
     for axis, name in zip(axes, (split, "comfort"), strict=True):
         for label, grouped in sorted(curves(evaluations, name).items()):
-            x, mean, low, high = np.array([_mean_band(grouped[i]) for i in sorted(grouped)]).T
-            seeds = len(grouped[min(grouped)])
-            (line,) = axis.plot(x, 100 * mean, marker="o", ms=3, label=f"{label} ({seeds} seeds)")
-            axis.fill_between(x, 100 * low, 100 * high, color=line.get_color(), alpha=0.2)
-        axis.set_title(f"{name}: sampled at the policy temperature")
-        axis.set_xlabel("episodes")
-        axis.set_ylabel("% correct (mean, 95% CI)")
-        axis.grid(alpha=0.3)
+            _band_line(axis, grouped, f"{label} ({len(grouped[min(grouped)])} seeds)", scale=100)
+        _accuracy_axis(axis, name, "% correct (mean, 95% CI)")
     axes[0].legend()
     return _save(figure, out)
 
@@ -87,9 +92,7 @@ def plot_critical(critical: list[dict], out: str | Path) -> Path:
                     (row["seed"], row["episodes"], row["probability"])
                 )
         for key, by_index in sorted(grouped.items()):
-            x, mean, low, high = np.array([_mean_band(by_index[i]) for i in sorted(by_index)]).T
-            (line,) = axis.plot(x, mean, marker="o", ms=3, label=key)
-            axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
+            _band_line(axis, by_index, key)
         axis.set_title(label, fontsize=9)
         axis.set_xlabel("episodes")
         axis.set_ylim(0, 1.02)
