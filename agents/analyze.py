@@ -300,6 +300,15 @@ class FinderReport:
     def recall(self) -> float:
         return precision_recall(self.found, self.structural)[1]
 
+    def recall_by_kind(self) -> dict[str, float]:
+        """Recall at the structural critical commas and digits apart: a model can be sure of a
+        digit's copy once it has chosen to continue the list, and unsure only at the comma."""
+        commas = self.token == ","
+        return {
+            "comma": precision_recall(self.found, self.structural & commas)[1],
+            "digit": precision_recall(self.found, self.structural & ~commas)[1],
+        }
+
 
 def precision_recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """Precision and recall of boolean ``found`` against ``truth`` (NaN when undefined)."""
@@ -481,6 +490,8 @@ def format_finder(report: FinderReport) -> str:
     if len(evaluated) and evaluated.all():
         lines.append(_row(f"drop >= {r.drop_threshold:g}", r.drop >= r.drop_threshold, structural))
     lines.append(_row("found (both)", r.found, structural))
+    by_kind = r.recall_by_kind()
+    commas = r.token == ","
     sweep = ", ".join(
         "{:g} sd: {:.2f} / {:.2f}".format(m, *precision_recall(_low_per_episode(r, m), structural))
         for m in MARGIN_SWEEP
@@ -493,6 +504,9 @@ def format_finder(report: FinderReport) -> str:
         f" {_mean(r.certainty[~structural]):.3f} elsewhere",
         f"- mean drop where evaluated: {_mean(drop[evaluated & structural]):.2f} at structural critical"
         f" positions, {_mean(drop[evaluated & ~structural]):.2f} elsewhere",
+        f"- recall of found (both) by kind: {by_kind['comma']:.2f} at the"
+        f" {int((structural & commas).sum())} structural commas, {by_kind['digit']:.2f} at the"
+        f" {int((structural & ~commas).sum())} structural digits",
         f"- found, by character (structural/all): {_by_char(r.token[r.found], structural[r.found])}",
         f"- structural missed, by character: {_by_char(r.token[structural & ~r.found])}",
     ]

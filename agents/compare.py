@@ -134,13 +134,8 @@ def run_job(job: Job, on_update: Callable[[dict], None] | None = None) -> str:
 
 
 def _finished(job: Job) -> bool:
-    from agents.train import read_metrics
-
-    path = Path(job.run_dir) / "metrics.csv"
-    if not path.is_file():
-        return False
-    rows = read_metrics(job.run_dir)
-    return bool(rows) and rows[-1].get("update") == job.config.num_updates and _has_eval(rows[-1])
+    """Whether an SB3 run ended: its model is saved only after the final evaluation."""
+    return (Path(job.run_dir) / "sb3_model.zip").is_file()
 
 
 def _has_eval(row: dict[str, float]) -> bool:
@@ -161,22 +156,36 @@ _PROGRESS_QUEUE = None
 
 
 def _run_in_worker(job: Job) -> str:
-    return run_job(job, on_update=lambda row: _PROGRESS_QUEUE.put(1))
+    reported = 0
+
+    def report_episodes(row: dict) -> None:
+        nonlocal reported
+        _PROGRESS_QUEUE.put(int(row["episodes"]) - reported)
+        reported = int(row["episodes"])
+
+    return run_job(job, on_update=report_episodes)
 
 
 def run_local(jobs: Sequence[Job], workers: int, progress: bool = True) -> list[str]:
-    """Run ``jobs`` in ``workers`` processes with one overall progress bar (updates done)."""
+    """Run ``jobs`` in ``workers`` processes with one overall progress bar (episodes trained)."""
     import multiprocessing as mp
     import queue as queue_module
     from concurrent.futures import ProcessPoolExecutor, wait
 
-    total = sum(job.config.num_updates for job in jobs)
-    bar = tqdm(total=total, desc=f"compare ({len(jobs)} runs, {workers} workers)", disable=not progress)
+    total = sum(job.config.total_episodes for job in jobs)
+    bar = tqdm(
+        total=total,
+        desc=f"compare ({len(jobs)} runs, {workers} workers)",
+        unit="episode",
+        disable=not progress,
+    )
     # "spawn": forking a process that has loaded torch can deadlock its thread pools.
     context = mp.get_context("spawn")
     with context.Manager() as manager:
-        updates = manager.Queue()
-        with ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(updates,)) as pool:
+        episodes_done = manager.Queue()
+        with ProcessPoolExecutor(
+            workers, context, initializer=_worker_init, initargs=(episodes_done,)
+        ) as pool:
             futures = [pool.submit(_run_in_worker, job) for job in jobs]
             pending = set(futures)
             while pending:
@@ -185,7 +194,7 @@ def run_local(jobs: Sequence[Job], workers: int, progress: bool = True) -> list[
                     future.result()  # a failed run stops the comparison with its error
                 while True:
                     try:
-                        bar.update(updates.get_nowait())
+                        bar.update(episodes_done.get_nowait())
                     except queue_module.Empty:
                         break
     bar.close()

@@ -543,34 +543,44 @@ def sb3_vs_cached_seconds_per_episode(
 SB3_ALGOS = ("sb3-ppo", "sb3-a2c")
 
 
-class _EvaluateEveryRollouts(BaseCallback):
-    """Evaluates the LM every ``every`` rollouts (and before the first) into ``metrics.csv``."""
+class _EpisodeBudget(BaseCallback):
+    """Stops training at the first rollout that would start with ``total`` episodes done, and
+    evaluates the LM before the first rollout and whenever an update brings the episode count
+    past the next multiple of ``every``, into ``metrics.csv``."""
 
-    def __init__(self, evaluate: Any, log_row: Any, every: int) -> None:
+    def __init__(self, evaluate: Any, log_row: Any, every: int, total: int) -> None:
         super().__init__()
-        self.evaluate, self.log_row, self.every = evaluate, log_row, every
-        self.rollouts, self.episodes = 0, 0
+        self.evaluate, self.log_row, self.every, self.total = evaluate, log_row, every, total
+        self.rollouts, self.episodes, self.next_evaluation = 0, 0, 0
+        self.spent = False
         self.started: float | None = None
 
     def _on_rollout_start(self) -> None:
         # Called before each rollout, i.e. after the previous rollout's update.
-        self.log(evaluate=self.rollouts % self.every == 0)
+        self.spent = self.episodes >= self.total
+        if not self.spent:  # the final row is logged by the caller, after learn() returns
+            self.log(evaluate=self.episodes >= self.next_evaluation)
 
     def log(self, evaluate: bool) -> None:
         row: dict[str, float] = {"update": self.rollouts, "episodes": self.episodes}
-        if self.started is not None:  # rollout + update, evaluation excluded (as in agents.train)
+        if self.started is not None:  # rollouts + updates since the last row, evaluations excluded
             row["update_seconds"] = time.perf_counter() - self.started
         if evaluate:
             row.update(self.evaluate())
-        self.log_row(row)
-        self.started = time.perf_counter()
+            self.next_evaluation = (self.episodes // self.every + 1) * self.every
+        if evaluate or self.rollouts == 0:
+            self.log_row(row)
+            self.started = time.perf_counter()
 
     def _on_step(self) -> bool:
+        if self.spent:  # returning False ends learn() before this partial rollout trains
+            return False
         self.episodes += int(np.sum(self.locals["dones"]))
         return True
 
     def _on_rollout_end(self) -> None:
-        self.rollouts += 1
+        if not self.spent:
+            self.rollouts += 1
 
 
 def train_sb3(
@@ -580,19 +590,28 @@ def train_sb3(
     algo: str = "sb3-ppo",
     n_envs: int = 16,
     on_update: Any = None,
-    sb3_batch_tokens: int = 512,
+    sb3_batch_tokens: int = 128,
 ) -> Path:
     """Fine-tune ``reference_dir`` with SB3's PPO or A2C and an :class:`LMActorCriticPolicy`,
     mapping an :class:`agents.config.RLConfig` onto SB3's arguments.
 
-    Each SB3 rollout holds about ``config.episodes_per_update`` episodes (``n_envs`` envs times
-    enough steps for their mean length), and there are ``config.num_updates`` rollouts, so the
-    episode budget matches ``agents.train`` to within one rollout's spill-over; ``metrics.csv``
-    records the episodes actually finished. SB3's PPO minibatches are ``sb3_batch_tokens``
-    tokens (not episodes: SB3 sees steps), since a minibatch of whole rollouts would re-run
-    thousands of full contexts at once. Evaluation is ``agents.evaluate.rl_evaluation``,
-    as in ``agents.train``. The KL always goes in the reward (SB3 has no hook for a loss
-    term), whatever ``config.kl_in`` says.
+    The budget is ``config.total_episodes`` episodes: training stops at the first rollout
+    boundary past it (``metrics.csv`` records the episodes actually finished). SB3 sees
+    steps, not episodes, and re-runs each step's whole context in the update, so a gradient
+    step is ``sb3_batch_tokens`` steps (a minibatch of whole episodes would hold thousands
+    of full contexts):
+
+    - ``sb3-ppo``: each rollout holds about ``config.episodes_per_update`` episodes
+      (``n_envs``, at most that many, envs times enough steps for their mean length), trained for
+      ``config.update_epochs`` epochs in minibatches of ``sb3_batch_tokens`` steps;
+    - ``sb3-a2c``: A2C takes one gradient step per rollout on the whole rollout, so its
+      rollouts are ``sb3_batch_tokens`` steps (``n_envs`` envs times a few steps, as A2C
+      usually runs); Adam as in :mod:`agents.train`, not SB3's default RMSprop.
+
+    Evaluation is ``agents.evaluate.rl_evaluation``, as in ``agents.train``, every
+    ``config.eval_every * config.episodes_per_update`` episodes (checked after each update)
+    and at the end. The KL always goes in the reward (SB3 has no hook for a loss term),
+    whatever ``config.kl_in`` says.
 
     Raises:
         ValueError: an unknown ``algo``, or settings SB3 cannot express (``oracle_critical``,
@@ -600,6 +619,7 @@ def train_sb3(
     """
     from agents.evaluate import rl_evaluation
     from agents.train import append_row
+    from arith_gym.env import EnvConfig
     from arith_gym.operands import sample_operands
     from arith_gym.scratchpad import target_text
 
@@ -620,7 +640,8 @@ def train_sb3(
     mean_length = np.mean(
         [len(target_text(*sample_operands(rng, config.split, task.comfort_digits))) for _ in range(256)]
     )
-    n_steps = int(np.ceil(config.episodes_per_update * mean_length / n_envs))
+    # No more envs than episodes per update: each env then ends about one episode per rollout.
+    n_envs = min(n_envs, config.episodes_per_update)
     env = make_sb3_env(task.comfort_digits, config.split, n_envs=n_envs, seed=config.seed)
     policy_kwargs = dict(
         lm_path=str(reference_dir),
@@ -636,28 +657,30 @@ def train_sb3(
     )
     common = dict(
         learning_rate=config.lr,
-        n_steps=n_steps,
         gamma=config.gamma,
         gae_lambda=config.gae_lambda,
         ent_coef=config.entropy_coef,
         vf_coef=config.value_coef,
         max_grad_norm=config.max_grad_norm,
+        normalize_advantage=config.normalize_advantages,
         seed=config.seed,
         device="cpu",
         policy_kwargs=policy_kwargs,
     )
     if algo == "sb3-ppo":
+        n_steps = int(np.ceil(config.episodes_per_update * mean_length / n_envs))
         model = KLPPO(
             LMActorCriticPolicy,
             env,
+            n_steps=n_steps,
             batch_size=min(sb3_batch_tokens, n_steps * n_envs),
             n_epochs=config.update_epochs,
             clip_range=config.clip_coef,
-            normalize_advantage=config.normalize_advantages,
             **common,
         )
     else:
-        model = KLA2C(LMActorCriticPolicy, env, normalize_advantage=config.normalize_advantages, **common)
+        n_steps = max(1, sb3_batch_tokens // n_envs)
+        model = KLA2C(LMActorCriticPolicy, env, n_steps=n_steps, use_rms_prop=False, **common)
 
     def evaluate() -> dict[str, float]:
         lm = model.policy.lm
@@ -679,8 +702,13 @@ def train_sb3(
         if on_update is not None and row["update"] > 0:
             on_update(row)
 
-    callback = _EvaluateEveryRollouts(evaluate, log_row, config.eval_every)
-    model.learn(total_timesteps=config.num_updates * n_steps * n_envs, callback=callback)
+    every = config.eval_every * config.episodes_per_update
+    callback = _EpisodeBudget(evaluate, log_row, every, config.total_episodes)
+    # The callback stops at the budget; SB3 wants a step count: a bound with every episode at
+    # the step limit, plus the envs' unfinished episodes and one rollout of spill-over.
+    step_limit = EnvConfig.from_kwargs(task.comfort_digits, config.split).max_episode_steps
+    most_steps = (config.total_episodes + n_envs + config.episodes_per_update) * step_limit
+    model.learn(total_timesteps=most_steps, callback=callback)
     callback.log(evaluate=True)  # after the last update
     model.save(run / "sb3_model.zip")
     env.close()

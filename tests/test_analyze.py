@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from agents.analyze import (
+    FinderReport,
     branch_success,
     certainty_gap,
     find_critical_tokens,
@@ -138,7 +139,30 @@ def test_finder_at_every_position_is_well_formed(micro):
     assert report.structural.sum() == len(critical_tokens(*_problem_of(report), digits))
     assert all(math.isnan(v) or 0 <= v <= 1 for v in (report.precision, report.recall))
     text = format_finder(report)
-    assert "| found (both) |" in text and "| drop >= 0.5 |" in text
+    assert (
+        "| found (both) |" in text and "| drop >= 0.5 |" in text and "recall of found (both) by kind" in text
+    )
+
+
+def test_finder_recall_by_kind_counts_commas_and_digits_apart():
+    # Structural: two commas (one found) and two digits (none found); one non-structural found.
+    tokens = np.array([",", "4", ",", "5", "]"])
+    low = np.array([True, False, True, True, True])
+    report = FinderReport(
+        *(3, "target", 4, "all", 0.5, 2.0, 4.0, "negentropy", 1, 1),
+        episode=np.zeros(5, dtype=int),
+        position=np.arange(5),
+        token=tokens,
+        certainty=np.array([0.2, 0.9, 0.3, 0.4, 0.3]),
+        low_certainty=low,
+        forced_rate=np.array([0.0, 0.0, 0.75, 0.25, 0.0]),
+        kept_rate=np.ones(5),
+        structural=np.array([True, True, True, True, False]),
+    )
+    np.testing.assert_array_equal(report.found, [True, False, False, True, True])
+    assert report.recall_by_kind() == {"comma": 0.5, "digit": 0.5}
+    assert (report.precision, report.recall) == (2 / 3, 0.5)
+    assert "0.50 at the 2 structural commas, 0.50 at the 2 structural digits" in format_finder(report)
 
 
 def _problem_of(report) -> tuple[int, int]:

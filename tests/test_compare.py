@@ -136,14 +136,21 @@ def test_bad_settings_fail_before_any_run(micro_reference_dir, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_sb3_algorithm_sits_in_the_same_table(micro_reference_dir, tmp_path):
-    settings = _settings(micro_reference_dir, methods=("uniform",), seeds=(0,), algos=("ppo", "sb3-ppo"))
+def test_sb3_algorithms_sit_in_the_same_table_on_the_same_episode_budget(micro_reference_dir, tmp_path):
+    algos = ("ppo", "sb3-ppo", "sb3-a2c")
+    settings = _settings(micro_reference_dir, methods=("uniform",), seeds=(0,), algos=algos)
     summary = compare(settings, tmp_path, workers=1, progress=False)
     text = summary.read_text()
-    assert "| ppo:uniform | 1 |" in text and "| sb3-ppo:uniform | 1 |" in text
+    assert all(f"| {algo}:uniform | 1 |" in text for algo in algos)
     rows = _read(tmp_path / "evaluations.csv")
-    sb3 = [r for r in rows if r["algo"] == "sb3-ppo"]
-    assert {r["eval_index"] for r in sb3} == {"0", "1", "2"} and int(sb3[-1]["episodes"]) >= 8
+    for algo in ("sb3-ppo", "sb3-a2c"):
+        episodes = [int(r["episodes"]) for r in rows if r["algo"] == algo and r["split"] == "plus1"]
+        # Evaluated before training, after the update passing 4 episodes (when 4..7 were done by
+        # then) and at the end of the first rollout that passes the budget of 8.
+        assert episodes[0] == 0 and episodes[-1] >= 8 and episodes == sorted(set(episodes)), algo
+        assert len(episodes) == 3 or episodes[1] >= 8, algo
+    runs = {r["algo"]: r for r in _read(tmp_path / "runs.csv")}
+    assert float(runs["sb3-a2c"]["seconds_per_episode"]) > 0
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")
