@@ -243,7 +243,11 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
     - Truncation: ``max_episode_steps`` tokens generated, or the context is full.
 
     The environment truncates itself (the registration sets no ``TimeLimit``) because its
-    default limit depends on the arguments.
+    default limit depends on the arguments. Mind that ``gym.make(..., max_episode_steps=k)``
+    never reaches this environment: Gymnasium keeps that argument for its own ``TimeLimit``
+    wrapper, which cuts the episode after k steps with that step's reward (0, even in
+    ``"ternary"`` mode) and info (no ``correct`` or ``result``). For this environment's own
+    limit, construct ``AdditionEnv(max_episode_steps=k)`` (or its vector env) directly.
 
     ## Arguments
 

@@ -107,6 +107,17 @@ def test_truncation_at_max_episode_steps(mode: str, wrong: float) -> None:
     assert info["correct"] is False and info["result"] is None and info["text"] == " " * 10
 
 
+def test_gym_make_max_episode_steps_is_gymnasiums_time_limit_not_ours() -> None:
+    # Documented pitfall: the step limit given to gym.make goes to TimeLimit, never to the env.
+    env = gym.make(arith_gym.ENV_ID, max_episode_steps=10, reward_mode="ternary")
+    assert isinstance(env, gym.wrappers.TimeLimit) and env.unwrapped.config.max_episode_steps > 10
+    env.reset(options={"operands": (1, 2)})
+    steps = play(env, [SPACE] * 20)
+    _, reward, terminated, truncated, info = steps[-1]
+    assert len(steps) == 10 and (reward, terminated, truncated) == (0.0, False, True)
+    assert "correct" not in info
+
+
 def test_truncation_when_the_context_is_full() -> None:
     config = AdditionEnv().config
     env = AdditionEnv(context_length=config.max_prompt_length + 5)
