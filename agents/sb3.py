@@ -162,6 +162,7 @@ class _LMPolicyMixin:
         certainty_kind: str = "negentropy",
         certainty_temperature: float = 4.0,
         reference: PreTrainedModel | PretrainedConfig | str | Path | None = None,
+        gradient_checkpointing: bool = False,
         **kwargs: Any,
     ) -> None:
         if not isinstance(action_space, spaces.Discrete) or action_space.n != VOCAB_SIZE:
@@ -211,6 +212,10 @@ class _LMPolicyMixin:
         self.kl_weighting, self.kl_coef, self.kl_estimator = kl_weighting, float(kl_coef), kl_estimator
         self.beta, self.weight_floor = float(beta), float(weight_floor)
         self.certainty_kind, self.certainty_temperature = certainty_kind, float(certainty_temperature)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
+        if self.gradient_checkpointing:
+            # Only in training mode (SB3's update); rollouts run without gradients anyway.
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # Modules cannot be attributes before nn.Module.__init__ (inside super().__init__);
         # _build, which that calls, registers them.
         self._pending_modules = (model, ref)
@@ -258,6 +263,7 @@ class _LMPolicyMixin:
             weight_floor=self.weight_floor,
             certainty_kind=self.certainty_kind,
             certainty_temperature=self.certainty_temperature,
+            gradient_checkpointing=self.gradient_checkpointing,
             reference=None if self.reference is None else self.reference.config,
         )
         data.pop("use_sde", None)
@@ -388,7 +394,11 @@ class LMActorCriticPolicy(_LMPolicyMixin, ActorCriticPolicy):
       (``none``, ``uniform``, ``critical``; default ``none``), ``kl_coef=5.0``,
       ``kl_estimator="k2"``, ``beta=150``, ``weight_floor=0``, ``certainty_kind="negentropy"``,
       ``certainty_temperature=4.0``, ``reference`` (model, directory or config; default a
-      frozen deep copy of the initial LM).
+      frozen deep copy of the initial LM);
+    - ``gradient_checkpointing=False``: recompute the LM's layers in the backward pass
+      instead of storing them. Every step of an SB3 minibatch is a whole context, so a
+      minibatch of a few thousand steps needs this to fit in memory (about a third more
+      compute).
 
     The usual SB3 optimizer arguments (``optimizer_class``, ``optimizer_kwargs``) apply.
     ``ortho_init=True``, ``net_arch`` and ``use_sde=True`` raise ``ValueError``.
@@ -590,23 +600,23 @@ def train_sb3(
     algo: str = "sb3-ppo",
     n_envs: int = 16,
     on_update: Any = None,
-    sb3_batch_tokens: int = 128,
 ) -> Path:
     """Fine-tune ``reference_dir`` with SB3's PPO or A2C and an :class:`LMActorCriticPolicy`,
     mapping an :class:`agents.config.RLConfig` onto SB3's arguments.
 
     The budget is ``config.total_episodes`` episodes: training stops at the first rollout
-    boundary past it (``metrics.csv`` records the episodes actually finished). SB3 sees
-    steps, not episodes, and re-runs each step's whole context in the update, so a gradient
-    step is ``sb3_batch_tokens`` steps (a minibatch of whole episodes would hold thousands
-    of full contexts):
+    boundary past it (``metrics.csv`` records the episodes actually finished). Both take as
+    many gradient steps per episode as :mod:`agents.train`, on as many tokens, with Adam:
 
     - ``sb3-ppo``: each rollout holds about ``config.episodes_per_update`` episodes
-      (``n_envs``, at most that many, envs times enough steps for their mean length), trained for
-      ``config.update_epochs`` epochs in minibatches of ``sb3_batch_tokens`` steps;
-    - ``sb3-a2c``: A2C takes one gradient step per rollout on the whole rollout, so its
-      rollouts are ``sb3_batch_tokens`` steps (``n_envs`` envs times a few steps, as A2C
-      usually runs); Adam as in :mod:`agents.train`, not SB3's default RMSprop.
+      (``n_envs``, at most that many, envs times enough steps for their mean length),
+      trained for ``config.update_epochs`` epochs of ``config.minibatches`` minibatches;
+    - ``sb3-a2c``: A2C takes one gradient step per rollout, on the whole rollout, so its
+      rollouts hold about ``episodes_per_update / minibatches`` episodes; Adam
+      (``use_rms_prop=False``), not SB3's default RMSprop.
+
+    SB3 re-runs each step's whole context in the update, so the policy uses gradient
+    checkpointing to fit such minibatches in memory.
 
     Evaluation is ``agents.evaluate.rl_evaluation``, as in ``agents.train``, every
     ``config.eval_every * config.episodes_per_update`` episodes (checked after each update)
@@ -654,6 +664,7 @@ def train_sb3(
         weight_floor=config.weight_floor,
         certainty_kind=config.certainty_kind,
         certainty_temperature=config.certainty_temperature,
+        gradient_checkpointing=True,
     )
     common = dict(
         learning_rate=config.lr,
@@ -673,13 +684,13 @@ def train_sb3(
             LMActorCriticPolicy,
             env,
             n_steps=n_steps,
-            batch_size=min(sb3_batch_tokens, n_steps * n_envs),
+            batch_size=int(np.ceil(n_steps * n_envs / config.minibatches)),
             n_epochs=config.update_epochs,
             clip_range=config.clip_coef,
             **common,
         )
     else:
-        n_steps = max(1, sb3_batch_tokens // n_envs)
+        n_steps = int(np.ceil(config.episodes_per_update / config.minibatches * mean_length / n_envs))
         model = KLA2C(LMActorCriticPolicy, env, n_steps=n_steps, use_rms_prop=False, **common)
 
     def evaluate() -> dict[str, float]:

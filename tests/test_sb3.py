@@ -138,6 +138,22 @@ def test_initial_distribution_is_the_lms_next_token_distribution(micro_model):
     assert values.shape == (len(rows), 1) and actions.shape == (len(rows),)
 
 
+def test_gradient_checkpointing_gives_the_same_update_gradients(micro_model):
+    obs, rows = _contexts()
+    grads = []
+    for checkpointing in (False, True):
+        policy = _ppo(micro_model, gradient_checkpointing=checkpointing).policy
+        policy.set_training_mode(True)
+        actions = torch.arange(len(rows)) % VOCAB_SIZE
+        values, logp, entropy = policy.evaluate_actions(obs, actions)
+        (values.sum() + logp.sum() + entropy.sum()).backward()
+        grads.append({name: p.grad.clone() for name, p in policy.named_parameters() if p.grad is not None})
+    assert any(getattr(module, "gradient_checkpointing", False) for module in policy.lm.modules())
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
 def test_lm_weights_untouched_by_construction_and_all_in_the_optimizer(micro_model):
     source = copy.deepcopy(micro_model.state_dict())
     policy = _ppo(micro_model).policy
