@@ -142,6 +142,14 @@ def _load_lm(source: PreTrainedModel | PretrainedConfig | str | Path, what: str)
     return model, temperature
 
 
+def _enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute the layers in the backward pass (transformers renamed the method in v5)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 class _LMPolicyMixin:
     """What the plain and the maskable LM policies share; see :class:`LMActorCriticPolicy`."""
 
@@ -215,7 +223,7 @@ class _LMPolicyMixin:
         self.gradient_checkpointing = bool(gradient_checkpointing)
         if self.gradient_checkpointing:
             # Only in training mode (SB3's update); rollouts run without gradients anyway.
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _enable_activation_checkpointing(model)
         # Modules cannot be attributes before nn.Module.__init__ (inside super().__init__);
         # _build, which that calls, registers them.
         self._pending_modules = (model, ref)
