@@ -608,13 +608,14 @@ def train_sb3(
     algo: str = "sb3-ppo",
     n_envs: int = 16,
     on_update: Any = None,
+    max_batch_steps: int = 128,
 ) -> Path:
     """Fine-tune ``reference_dir`` with SB3's PPO or A2C and an :class:`LMActorCriticPolicy`,
     mapping an :class:`agents.config.RLConfig` onto SB3's arguments.
 
     The budget is ``config.total_episodes`` episodes: training stops at the first rollout
-    boundary past it (``metrics.csv`` records the episodes actually finished). Both take as
-    many gradient steps per episode as :mod:`agents.train`, on as many tokens, with Adam:
+    boundary past it (``metrics.csv`` records the episodes actually finished). Both aim at
+    as many gradient steps per episode as :mod:`agents.train`, on as many tokens, with Adam:
 
     - ``sb3-ppo``: each rollout holds about ``config.episodes_per_update`` episodes
       (``n_envs``, at most that many, envs times enough steps for their mean length),
@@ -623,8 +624,11 @@ def train_sb3(
       rollouts hold about ``episodes_per_update / minibatches`` episodes; Adam
       (``use_rms_prop=False``), not SB3's default RMSprop.
 
-    SB3 re-runs each step's whole context in the update, so the policy uses gradient
-    checkpointing to fit such minibatches in memory.
+    But SB3 re-runs each step's whole context in the update, so a gradient step holds at
+    most ``max_batch_steps`` steps (PPO minibatches, A2C rollouts), with gradient
+    checkpointing: with minibatches of 8 episodes (about 1,250 steps of the shipped model's
+    ``plus1`` task) a worker outgrew 14 GB and was killed. Under the cap SB3 takes more,
+    smaller gradient steps per episode than :mod:`agents.train`.
 
     Evaluation is ``agents.evaluate.rl_evaluation``, as in ``agents.train``, every
     ``config.eval_every * config.episodes_per_update`` episodes (checked after each update)
@@ -692,13 +696,14 @@ def train_sb3(
             LMActorCriticPolicy,
             env,
             n_steps=n_steps,
-            batch_size=int(np.ceil(n_steps * n_envs / config.minibatches)),
+            batch_size=min(int(np.ceil(n_steps * n_envs / config.minibatches)), max_batch_steps),
             n_epochs=config.update_epochs,
             clip_range=config.clip_coef,
             **common,
         )
     else:
         n_steps = int(np.ceil(config.episodes_per_update / config.minibatches * mean_length / n_envs))
+        n_steps = max(1, min(n_steps, max_batch_steps // n_envs))
         model = KLA2C(LMActorCriticPolicy, env, n_steps=n_steps, use_rms_prop=False, **common)
 
     def evaluate() -> dict[str, float]:
