@@ -138,6 +138,18 @@ def _finished(job: Job) -> bool:
     return (Path(job.run_dir) / "sb3_model.zip").is_file()
 
 
+def episodes_done(job: Job) -> int:
+    """Episodes a run directory already holds: what a resumed run will not train again."""
+    from agents.train import read_metrics
+
+    if job.algo not in LOCAL_ALGOS:  # an unfinished SB3 run starts again
+        return job.config.total_episodes if _finished(job) else 0
+    if not (Path(job.run_dir) / "metrics.csv").is_file():
+        return 0
+    rows = read_metrics(job.run_dir)
+    return min(int(rows[-1]["episodes"]), job.config.total_episodes) if rows else 0
+
+
 def _has_eval(row: dict[str, float]) -> bool:
     return any(key.endswith("_sampled") for key in row)
 
@@ -156,7 +168,7 @@ _PROGRESS_QUEUE = None
 
 
 def _run_in_worker(job: Job) -> str:
-    reported = 0
+    reported = episodes_done(job)
 
     def report_episodes(row: dict) -> None:
         nonlocal reported
@@ -175,6 +187,7 @@ def run_local(jobs: Sequence[Job], workers: int, progress: bool = True) -> list[
     total = sum(job.config.total_episodes for job in jobs)
     bar = tqdm(
         total=total,
+        initial=sum(map(episodes_done, jobs)),  # a resumed comparison shows what is left
         desc=f"compare ({len(jobs)} runs, {workers} workers)",
         unit="episode",
         disable=not progress,
@@ -182,10 +195,8 @@ def run_local(jobs: Sequence[Job], workers: int, progress: bool = True) -> list[
     # "spawn": forking a process that has loaded torch can deadlock its thread pools.
     context = mp.get_context("spawn")
     with context.Manager() as manager:
-        episodes_done = manager.Queue()
-        with ProcessPoolExecutor(
-            workers, context, initializer=_worker_init, initargs=(episodes_done,)
-        ) as pool:
+        trained = manager.Queue()
+        with ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(trained,)) as pool:
             futures = [pool.submit(_run_in_worker, job) for job in jobs]
             pending = set(futures)
             while pending:
@@ -194,7 +205,7 @@ def run_local(jobs: Sequence[Job], workers: int, progress: bool = True) -> list[
                     future.result()  # a failed run stops the comparison with its error
                 while True:
                     try:
-                        bar.update(episodes_done.get_nowait())
+                        bar.update(trained.get_nowait())
                     except queue_module.Empty:
                         break
     bar.close()

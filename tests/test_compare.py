@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from agents import MissingExtra
-from agents.compare import CompareSettings, compare, run_ray, summarize, summary_markdown
+from agents.compare import CompareSettings, compare, episodes_done, run_ray, summarize, summary_markdown
 from agents.stats import paired_difference
 
 TINY = (
@@ -97,6 +97,14 @@ def test_rerun_keeps_finished_runs(compared, micro_reference_dir):
     before = (out / "runs" / "ppo-uniform-s0" / "metrics.csv").read_text()
     compare(_settings(micro_reference_dir), out, workers=1, progress=False)
     assert (out / "runs" / "ppo-uniform-s0" / "metrics.csv").read_text() == before
+
+
+def test_a_resumed_comparison_counts_the_episodes_already_trained(compared, micro_reference_dir):
+    out, _ = compared
+    finished = _settings(micro_reference_dir).jobs(out)
+    fresh = _settings(micro_reference_dir, seeds=(7,)).jobs(out)
+    assert [episodes_done(job) for job in finished] == [8, 8, 8, 8]
+    assert [episodes_done(job) for job in fresh] == [0, 0]
 
 
 def test_threshold_and_verdict_wording():
