@@ -264,8 +264,10 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
 
     On reset and on every step: ``a``, ``b`` (int), ``prompt``, ``target`` (str), ``text``
     (str, generated so far), ``on_track`` (bool, ``text`` is a prefix of ``target``),
-    ``critical`` (the :class:`~arith_gym.scratchpad.CriticalToken` of the position just
-    written if on track and that position is a critical token, else None; None on reset).
+    ``critical`` (the :class:`~arith_gym.scratchpad.CriticalToken` of the position this step
+    wrote, or ended the episode at with the pad token, when the text before it was on track and
+    the target's token there is critical, else None; None on reset): the step was a decision
+    at a critical token, right (``on_track`` stays True) or wrong.
     On the last step also ``correct`` (bool) and ``result`` (``parse_result(text)``, int or None).
 
     ## Example
@@ -350,19 +352,19 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
                 "step() called before reset() or after the episode ended; call reset() first"
             )
         token = check_action(action)
-        critical = None
+        position = len(self._text)
+        # A decision at a critical position counts whichever token it took: the wrong ones are
+        # the failures that critical-token methods are about.
+        critical = self._critical_at.get(position) if self._on_track else None
         if token == PAD_ID:
             self._on_track = False
             terminated = True
         else:
-            position = len(self._text)
             self._obs[self._length] = token
             self._length += 1
             self._text += VOCAB[token]
             target = self._target_ids
             self._on_track = self._on_track and position < len(target) and target[position] == token
-            if self._on_track:
-                critical = self._critical_at.get(position)
             terminated = self._ends_result_line(token)
         truncated = not terminated and (
             len(self._text) >= self.config.max_episode_steps or self._length >= self.config.context_length

@@ -85,7 +85,8 @@ class AdditionVectorEnv(VectorEnv):
       only for the reset envs).
     - ``critical``: dict of int64 arrays ``position, line, operand, index, kind`` (kind codes
       in :data:`CRITICAL_KINDS`; -1 where no record), valid where ``_critical`` is True: the
-      env wrote an on-track token at a critical position this step.
+      text was on track before this step and the step wrote (or padded) at a critical
+      position, right or wrong (``on_track`` says which).
     - ``correct`` (bool) and ``result`` (object: int or None): valid where an episode ended
       this step (``_correct``/``_result``).
 
@@ -318,6 +319,9 @@ class AdditionVectorEnv(VectorEnv):
         # NEXT_STEP: the envs that ended last step sit this one out and are reset at its end.
         autoreset = self._done.copy() if self.autoreset_mode == AutoresetMode.NEXT_STEP else None
         pad = live & (actions == PAD_ID)
+        # A decision at a critical position counts whichever token it took (pads included).
+        deciding = np.flatnonzero(live & self._on_track)
+        critical = self._critical_records(deciding, self._steps[deciding])
         rows = np.flatnonzero(live ^ pad)  # live and not pad (pad implies live)
         tokens = actions[rows]
         codes = _ID_TO_CODE[tokens]
@@ -328,7 +332,6 @@ class AdditionVectorEnv(VectorEnv):
         on_track = self._on_track[rows] & (self._target_codes[rows, positions] == codes)
         self._on_track[rows] = on_track
         self._on_track[pad] = False
-        critical = self._critical_records(rows[on_track], positions[on_track])
         states = _RESULT_LINE_TABLE[self._automaton[rows], tokens]
         self._automaton[rows] = states
 
@@ -366,7 +369,7 @@ class AdditionVectorEnv(VectorEnv):
         return array.astype(np.int64, copy=False)
 
     def _critical_records(self, rows: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Info ``critical`` fields (5, num_envs) and mask for on-track tokens at ``positions``."""
+        """Info ``critical`` fields (5, num_envs) and mask for decisions at ``positions``."""
         has = self._is_critical[rows, positions]
         fields = np.full((len(CRITICAL_FIELDS), self.num_envs), -1, dtype=np.int64)
         mask = np.zeros(self.num_envs, dtype=bool)

@@ -188,6 +188,23 @@ def test_info_fields_and_critical_records() -> None:
     assert not steps[-1][4]["on_track"]
 
 
+@pytest.mark.parametrize("wrong", ["]", "pad"])
+def test_a_wrong_decision_at_a_critical_token_is_labelled(wrong: str) -> None:
+    """Closing the list early (or padding) at the critical comma is the decision that critical-token
+    methods are about: the step carries the comma's record, and the text is off track after it."""
+    a, b, n = 1234, 56, 3
+    env = AdditionEnv(comfort_digits=n, split="plus1")
+    env.reset(options={"operands": (a, b)})
+    comma = critical_tokens(a, b, n)[0]
+    assert comma.kind == "comma" and target_text(a, b)[comma.position] == ","
+    play(env, encode(target_text(a, b))[: comma.position].tolist())
+    _, _, terminated, _, info = env.step(PAD_ID if wrong == "pad" else int(encode(wrong)[0]))
+    assert info["critical"] == comma and not info["on_track"]
+    assert terminated == (wrong == "pad")
+    if not terminated:  # the critical digit that follows is no longer a decision on track
+        assert env.step(int(encode("4")[0]))[4]["critical"] is None
+
+
 def test_same_seed_same_problems() -> None:
     def problems(seed: int) -> list[tuple[int, int]]:
         env = AdditionEnv(split="plus2")

@@ -228,8 +228,21 @@ def test_critical_records_match_the_scratchpad() -> None:
         if info["_critical"][0]:
             record = [int(info["critical"][field][0]) for field in CRITICAL_FIELDS]
             found.add((*record[:4], CRITICAL_KINDS[record[4]]))
-        assert not info["_critical"][1] or info["on_track"][1]
+        assert not info["_critical"][1]  # its text left the track at the first digit, before any
     assert found == expected and len(found) == 6
+
+
+def test_a_wrong_token_at_a_critical_position_is_labelled() -> None:
+    a, b = 1234, 56
+    env = AdditionVectorEnv(2, comfort_digits=3, split="plus1")
+    env.reset(options={"operands": [(a, b), (a, b)]})
+    comma = arith_gym.critical_tokens(a, b, 3)[0]
+    for token in encode(target_text(a, b))[: comma.position]:
+        env.step(np.array([token, token]))
+    right, wrong = encode(",]")
+    _, _, terminated, _, info = env.step(np.array([right, wrong]))
+    assert info["_critical"].tolist() == [True, True] and info["on_track"].tolist() == [True, False]
+    assert (info["critical"]["position"] == comma.position).all() and not terminated.any()
 
 
 def test_next_step_autoreset() -> None:
