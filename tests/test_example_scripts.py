@@ -25,6 +25,21 @@ def test_certainty_criteria_prints_one_row_per_temperature_criterion_and_thresho
     assert all(0.0 <= float(value) <= 1.0 for score in scores for value in score if value.strip() != "nan")
 
 
+def test_reference_at_critical_prints_a_row_per_kind_and_case(micro_reference_dir):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "reference_at_critical.py"), "--ref", str(micro_reference_dir)]
+        + ["--problems", "20"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith(("| comma", "| digit"))]
+    # micro model: N=1, so plus1 has a 2-digit operand and the other has 1 or 2 digits
+    assert rows and {row[0] for row in rows} == {"| comma", "| digit"}
+    assert {row[2] for row in rows} <= {"1", "2"} and sum(int(row[3]) for row in rows) >= 40
+    assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[4:7])
+
+
 def test_robust_and_rank_criteria_flag_the_low_outliers():
     sys.path.insert(0, str(EXAMPLES))
     try:
