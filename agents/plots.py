@@ -67,7 +67,7 @@ def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Pat
     figure = Figure(figsize=(10, 3.8))
     axes = figure.subplots(1, 2, sharex=True)
     for axis, name in zip(axes, (split, "comfort"), strict=True):
-        for label, grouped in sorted(curves(evaluations, name).items()):
+        for label, grouped in curves(evaluations, name).items():  # in the order of the runs
             _band_line(axis, grouped, f"{label} ({len(grouped[min(grouped)])} seeds)", scale=100)
         _accuracy_axis(axis, name, "% correct (mean, 95% CI)")
     axes[0].legend()
@@ -91,7 +91,7 @@ def plot_critical(critical: list[dict], out: str | Path) -> Path:
                 grouped.setdefault(key, {}).setdefault(row["eval_index"], []).append(
                     (row["seed"], row["episodes"], row["probability"])
                 )
-        for key, by_index in sorted(grouped.items()):
+        for key, by_index in grouped.items():
             _band_line(axis, by_index, key)
         axis.set_title(label, fontsize=9)
         axis.set_xlabel("episodes")
