@@ -84,7 +84,7 @@ def main() -> None:
         j = np.concatenate(per_episode)
         print(
             f"| {temperature:g} | mean J | | | | | {j[commas].mean():.3f} | {j[digits].mean():.3f}"
-            f" (others {j[~structural].mean():.3f}) |"
+            f" (others {j[~structural].mean():.3f}, max J {j.max():.3f}) |"
         )
         for name, (criterion, thresholds) in CRITERIA.items():
             for threshold in thresholds:
