@@ -19,11 +19,15 @@ class Estimate:
     n: int
 
     def __str__(self) -> str:
+        if self.n < 2:
+            return f"{self.mean:+.3f} (n={self.n}, no interval)"
         return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
 
     def percent(self, signed: bool = False) -> str:
-        """``mean [low, high]`` in percentage points."""
+        """``mean [low, high]`` in percentage points (``mean (n=1, no interval)`` for one value)."""
         sign = "+" if signed else ""
+        if self.n < 2:
+            return f"{100 * self.mean:{sign}.1f} (n={self.n}, no interval)"
         return f"{100 * self.mean:{sign}.1f} [{100 * self.low:{sign}.1f}, {100 * self.high:{sign}.1f}]"
 
     @property

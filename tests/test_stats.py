@@ -25,6 +25,12 @@ def test_one_value_has_no_interval_and_none_is_an_error():
         mean_ci([])
 
 
+def test_one_value_prints_no_interval_rather_than_nan():
+    one = mean_ci([0.25])
+    assert one.percent() == "25.0 (n=1, no interval)" and str(one) == "+0.250 (n=1, no interval)"
+    assert mean_ci([0.2, 0.3]).percent(signed=True).startswith("+25.0 [")
+
+
 def test_paired_difference_uses_per_seed_differences():
     # differences [0.1, 0.2, 0.3, 0.2]: mean 0.2, sd 0.08165, t(0.975, 3) = 3.182446
     estimate = paired_difference([0.6, 0.5, 0.9, 0.4], [0.5, 0.3, 0.6, 0.2])
