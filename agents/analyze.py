@@ -33,10 +33,10 @@ from agents.episodes import play_episodes
 from agents.evaluate import split_problems
 from agents.kl import certainty
 from agents.stats import mean_ci
-from agents.teacher_forcing import first_deviation
+from agents.teacher_forcing import critical_mask, first_deviation
 from arith_gym.env import EnvConfig
 from arith_gym.operands import sample_operands
-from arith_gym.scratchpad import SCRATCH_CLOSE, critical_tokens, parse_result, prompt_text, target_text
+from arith_gym.scratchpad import SCRATCH_CLOSE, parse_result, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, TOKEN_TO_ID, decode, encode
 
 PAPER_GAPS = {3: -0.33, 5: -0.21, 7: -0.13}  # the paper's Table 1, critical minus others
@@ -163,8 +163,7 @@ def certainty_gap(
     for (a, b), text, logits in zip(problems, texts, logits_all, strict=True):
         length = on_track_length(text, target_text(a, b))
         j = certainty(logits[:length], certainty_temperature, certainty_kind).numpy()
-        critical = np.zeros(length, dtype=bool)
-        critical[[t.position for t in critical_tokens(a, b, comfort_digits) if t.position < length]] = True
+        critical = critical_mask(a, b, comfort_digits, length)
         if critical.any() and not critical.all():
             critical_means.append(float(j[critical].mean()))
             other_means.append(float(j[~critical].mean()))
@@ -406,8 +405,7 @@ def find_critical_tokens(
         kept, forced = _success_rates(
             model, problem, text, logits, where, temperature, samples, generator, batch_size, max_steps
         )
-        structural = np.zeros(len(text), dtype=bool)
-        structural[[t.position for t in critical_tokens(*problem, comfort_digits)]] = True
+        structural = critical_mask(*problem, comfort_digits, len(text))
         characters = np.array(list(text), dtype=str)
         columns.append(
             (np.full(len(text), index), np.arange(len(text)), characters, j, low, forced, kept, structural)

@@ -19,6 +19,15 @@ from agents.pretrain import make_batch
 from arith_gym.scratchpad import CriticalToken, critical_tokens, target_text
 
 
+def critical_mask(a: int, b: int, comfort_digits: int, length: int | None = None) -> np.ndarray:
+    """Boolean mask over the first ``length`` (default: all) target positions, True at the
+    structural critical tokens of ``a + b`` for a comfort zone of ``comfort_digits`` digits."""
+    length = len(target_text(a, b)) if length is None else length
+    mask = np.zeros(length, dtype=bool)
+    mask[[t.position for t in critical_tokens(a, b, comfort_digits) if t.position < length]] = True
+    return mask
+
+
 @dataclass(frozen=True)
 class TargetProbs:
     """Per target token of one problem: p(right token), the model's certainty J there
@@ -55,8 +64,7 @@ def target_token_probs(
         for row, (a, b) in enumerate(chunk):
             keep = (targets[row] >= 0).cpu().numpy()
             probs = log_probs[row].exp().cpu().numpy()[keep]
-            critical = np.zeros(len(probs), dtype=bool)
-            critical[[t.position for t in critical_tokens(a, b, comfort_digits)]] = True
+            critical = critical_mask(a, b, comfort_digits, len(probs))
             results.append(TargetProbs(probs, certainty[row].cpu().numpy()[keep], critical))
     return results
 

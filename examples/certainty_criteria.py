@@ -10,7 +10,7 @@ with precision and recall against the structural critical tokens, the commas and
 digits apart.
 
 J at a position depends only on the text before it, so teacher forcing the right texts of
-fresh N+1-digit problems gives the J of correct episodes, from one forward each:
+fresh N+1-digit problems gives the J of correct episodes (``agents.teacher_forcing``):
 
     python examples/certainty_criteria.py --problems 200
 """
@@ -22,11 +22,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from agents.analyze import low_certainty, precision_recall, reference_logits
+from agents.analyze import low_certainty, precision_recall
 from agents.evaluate import split_problems
-from agents.kl import certainty
 from agents.model import DEFAULT_REFERENCE, load_reference
-from arith_gym.scratchpad import critical_tokens, target_text
+from agents.teacher_forcing import target_token_probs
+from arith_gym.scratchpad import target_text
 
 Criterion = Callable[[np.ndarray, float], np.ndarray]
 
@@ -60,17 +60,13 @@ def main() -> None:
 
     model, task = load_reference(args.ref)
     problems = split_problems("plus1", task.comfort_digits, args.problems, args.seed)
-    texts = [target_text(a, b) for a, b in problems]
-    logits = [
-        row[: len(text)] for row, text in zip(reference_logits(model, problems, texts), texts, strict=True)
+    characters = np.concatenate([np.array(list(target_text(a, b))) for a, b in problems])
+    temperatures = [float(t) for t in args.temperatures.split(",")]
+    per_temperature = [
+        target_token_probs(model, problems, task.comfort_digits, certainty_temperature=t)
+        for t in temperatures
     ]
-    characters = np.concatenate([np.array(list(text)) for text in texts])
-    structural = np.concatenate(
-        [
-            _structural(problem, len(text), task.comfort_digits)
-            for problem, text in zip(problems, texts, strict=True)
-        ]
-    )
+    structural = np.concatenate([row.critical for row in per_temperature[0]])
     commas = structural & (characters == ",")
     digits = structural & (characters != ",")
     print(
@@ -79,8 +75,8 @@ def main() -> None:
     )
     print("| J at T | criterion | threshold | flagged | precision | recall | recall commas | recall digits |")
     print("|---|---|---|---|---|---|---|---|")
-    for temperature in map(float, args.temperatures.split(",")):
-        per_episode = [certainty(row, temperature).numpy() for row in logits]
+    for temperature, rows in zip(temperatures, per_temperature, strict=True):
+        per_episode = [row.certainty for row in rows]
         j = np.concatenate(per_episode)
         print(
             f"| {temperature:g} | mean J | | | | | {j[commas].mean():.3f} | {j[digits].mean():.3f}"
@@ -95,12 +91,6 @@ def main() -> None:
                     f" | {recall:.2f} | {precision_recall(flagged, commas)[1]:.2f}"
                     f" | {precision_recall(flagged, digits)[1]:.2f} |"
                 )
-
-
-def _structural(problem: tuple[int, int], length: int, comfort_digits: int) -> np.ndarray:
-    mask = np.zeros(length, dtype=bool)
-    mask[[token.position for token in critical_tokens(*problem, comfort_digits)]] = True
-    return mask
 
 
 if __name__ == "__main__":

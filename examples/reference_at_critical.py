@@ -15,14 +15,11 @@ import argparse
 from collections import defaultdict
 
 import numpy as np
-import torch
 
-from agents.analyze import reference_logits
 from agents.evaluate import split_problems
-from agents.kl import certainty
 from agents.model import DEFAULT_REFERENCE, load_reference
-from arith_gym.scratchpad import critical_tokens, target_text
-from arith_gym.tokenizer import encode
+from agents.teacher_forcing import target_token_probs
+from arith_gym.scratchpad import critical_tokens
 
 
 def main() -> None:
@@ -37,12 +34,12 @@ def main() -> None:
 
     model, task = load_reference(args.ref)
     problems = split_problems(args.split, task.comfort_digits, args.problems, args.seed)
-    texts = [target_text(a, b) for a, b in problems]
+    forced = target_token_probs(
+        model, problems, task.comfort_digits, certainty_temperature=args.certainty_temperature
+    )
     cases: dict[tuple[str, int, int], list[tuple[float, float]]] = defaultdict(list)
-    for (a, b), text, logits in zip(problems, texts, reference_logits(model, problems, texts), strict=True):
-        logits = logits[: len(text)].float()
-        p_right = torch.softmax(logits, -1)[torch.arange(len(text)), torch.as_tensor(encode(text))]
-        weight = certainty(logits, args.certainty_temperature) ** args.beta
+    for (a, b), row in zip(problems, forced, strict=True):
+        p_right, weight = row.probs, row.certainty**args.beta
         for token in critical_tokens(a, b, task.comfort_digits):
             other_digits = len(str(b if token.operand == 1 else a))
             cases[(token.kind, token.operand, other_digits)].append(

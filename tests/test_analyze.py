@@ -196,3 +196,16 @@ def test_cli_analyze_runs_on_a_tiny_budget(micro_reference_dir, capsys):
     assert "N=1, T=1, seed 0" in out and "**Certainty gap**" in out and "**Critical-token finder**" in out
     assert main([*argv, "--samples", "0"]) == 2
     assert "samples must be at least 1" in capsys.readouterr().err
+
+
+def test_critical_mask_marks_the_structural_positions_within_length():
+    from agents.teacher_forcing import critical_mask
+    from arith_gym.scratchpad import critical_tokens, target_text
+
+    a, b = 12345, 678
+    positions = [t.position for t in critical_tokens(a, b, 3)]
+    mask = critical_mask(a, b, 3)
+    assert len(mask) == len(target_text(a, b)) and np.flatnonzero(mask).tolist() == positions
+    cut = positions[2]
+    assert np.flatnonzero(critical_mask(a, b, 3, cut)).tolist() == positions[:2]
+    assert not critical_mask(12, 34, 3).any()
