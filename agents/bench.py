@@ -1,4 +1,4 @@
-"""Rollout throughput: KV-cached vs naive (whole context every token), measured in one run.
+"""Throughput benchmarks, each measured in one run: KV-cached vs naive rollouts, SB3 vs cached.
 
 The default workload is the issue's: batch 64, ``plus1`` problems for N = 7, with a
 randomly initialised tiny GPT-2 whose pad logit is masked so that episodes run their full
@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 
-from agents.episodes import make_vector_env
-from agents.model import build_model
-from agents.policy import LMPolicy
-from agents.rollout import collect_rollout
+from agents.lm.episodes import make_vector_env
+from agents.lm.model import build_model
+from agents.rl.policy import LMPolicy
+from agents.rl.rollout import collect_rollout
+from agents.sb3.env import make_sb3_env
+from agents.sb3.kl_penalty import with_kl_penalty
+from agents.sb3.policy import LMActorCriticPolicy
 from arith_gym.tokenizer import PAD_ID
 
 
@@ -49,7 +55,7 @@ def rollout_benchmark(
     torch.manual_seed(seed)
     lm = NoPadLM(build_model(size, seed=seed)).eval()
     reference = NoPadLM(build_model(size, seed=seed + 1)).eval()
-    policy = _policy(lm)
+    policy = no_pad_policy(lm)
     env = make_vector_env(batch, comfort_digits, split, max_episode_steps=max_tokens)
     results: dict[str, float] = {}
     for mode, cached in (("cached", True), ("naive", False)):
@@ -66,7 +72,76 @@ def rollout_benchmark(
     return results
 
 
-def _policy(lm: NoPadLM) -> LMPolicy:
+def no_pad_policy(lm: NoPadLM) -> LMPolicy:
+    """An :class:`LMPolicy` that samples from ``lm`` (its pad logit masked)."""
     policy = LMPolicy(lm.lm, temperature=1.0)
     policy.lm = lm  # the value head reads the wrapped model's hidden states all the same
     return policy
+
+
+class _EpisodeCounter(BaseCallback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.episodes = 0
+
+    def _on_step(self) -> bool:
+        self.episodes += int(np.sum(self.locals["dones"]))
+        return True
+
+
+def sb3_vs_cached_seconds_per_episode(
+    size: str = "micro",
+    comfort_digits: int = 3,
+    split: str = "plus1",
+    episodes: int = 16,
+    seed: int = 0,
+    no_pad: bool = True,
+) -> dict[str, float]:
+    """Seconds per episode: an SB3 PPO rollout with :class:`LMActorCriticPolicy` vs
+    :func:`agents.rl.rollout.collect_rollout` (KV cache), same model, ``episodes`` envs in parallel.
+
+    ``no_pad=True`` masks the pad logit of the (randomly initialised) model, as
+    ``agents.bench`` does, so that episodes run their full length like a trained model's
+    instead of ending at a random pad. ``collect_rollout`` always runs the reference model
+    too; SB3 is timed without (``sb3``) and with a KL penalty (``sb3_kl``: one reference
+    forward per step), with ``n_steps`` = the env's step limit (about one episode per env).
+    """
+    torch.manual_seed(seed)
+    lm = build_model(size, seed=seed).eval()
+    if no_pad:
+        lm = NoPadLM(lm).eval()
+    results: dict[str, float] = {}
+
+    env = make_vector_env(episodes, comfort_digits, split)
+    policy = no_pad_policy(lm) if no_pad else LMPolicy(lm, temperature=1.0)
+    started = time.perf_counter()
+    rollout = collect_rollout(policy, lm, env, torch.Generator().manual_seed(seed), seed=seed)
+    seconds = time.perf_counter() - started
+    results["cached_seconds_per_episode"] = seconds / episodes
+    results["cached_tokens_per_episode"] = rollout.num_tokens / episodes
+    env.close()
+
+    for name, weighting in (("sb3", "none"), ("sb3_kl", "uniform")):
+        vec_env = make_sb3_env(comfort_digits, split, n_envs=episodes, seed=seed)
+        steps = vec_env.get_attr("config")[0].max_episode_steps
+        model = PPO(
+            LMActorCriticPolicy,
+            vec_env,
+            n_steps=steps,
+            batch_size=steps * episodes,
+            seed=seed,
+            device="cpu",
+            policy_kwargs=dict(lm=lm, temperature=1.0, kl_weighting=weighting),
+        )
+        counter = _EpisodeCounter()
+        _, callback = model._setup_learn(steps * episodes, with_kl_penalty(model.policy, [counter]))
+        started = time.perf_counter()
+        model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=steps)
+        seconds = time.perf_counter() - started
+        results[f"{name}_seconds_per_episode"] = seconds / max(counter.episodes, 1)
+        results[f"{name}_tokens_per_episode"] = steps * episodes / max(counter.episodes, 1)
+        vec_env.close()
+    cached = results["cached_seconds_per_episode"]
+    for name in ("sb3", "sb3_kl"):
+        results[f"{name}_slowdown"] = results[f"{name}_seconds_per_episode"] / cached
+    return results

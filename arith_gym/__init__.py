@@ -9,11 +9,10 @@ from gymnasium.envs.registration import register, registry
 
 from arith_gym.env import AdditionEnv
 from arith_gym.operands import sample_operands
+from arith_gym.rules import ENV_ID
 from arith_gym.scratchpad import CriticalToken, critical_tokens, parse_result, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, VOCAB, VOCAB_SIZE, decode, encode
 from arith_gym.vector_env import AdditionVectorEnv
-
-ENV_ID = "arith_gym/Addition-v0"
 
 # Importing the package twice (e.g. after importlib.reload) must not register twice. No
 # max_episode_steps here: the environment truncates itself, its default limit depends on kwargs.

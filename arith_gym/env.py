@@ -1,205 +1,32 @@
 """The addition task as a token-level Gymnasium environment (``arith_gym/Addition-v0``).
 
-The module also holds what the single and the vector environment share: the validated
-configuration (:class:`EnvConfig`) and the per-problem precomputation (:class:`Problem`).
+Its rules (arguments, problems, episode end, reward) live in :mod:`arith_gym.rules`, shared
+with the vector environment.
 """
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from arith_gym import operands, scratchpad, tokenizer
-from arith_gym.scratchpad import SCRATCH_CLOSE, CriticalToken, parse_result
+from arith_gym import operands
+from arith_gym.rules import (
+    RENDER_MODES,
+    RESULT_LINE_ENDED,
+    RESULT_LINE_NEXT,
+    RESULT_LINE_START,
+    EnvConfig,
+    Problem,
+    check_action,
+    check_operand_pair,
+    check_reset_options,
+    judge,
+)
+from arith_gym.scratchpad import CriticalToken
 from arith_gym.tokenizer import PAD_ID, VOCAB, VOCAB_SIZE
-
-REWARD_MODES = ("binary", "ternary")
-RENDER_MODES = ("ansi", "human")
-EPISODE_STEP_SLACK = 100
-"""Generated tokens allowed beyond the longest target before an episode is truncated."""
-
-NEWLINE_ID = tokenizer.TOKEN_TO_ID["\n"]
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    """``value`` as an int if it is an integer (not a bool) >= ``minimum``, else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def longest_problem(comfort_digits: int, split: str) -> tuple[int, int]:
-    """The split's problem with the longest prompt and target: both operands all 9s.
-
-    All 9s give the most digit lines, a two-digit sum on every line and a final carry.
-    """
-    largest = 10 ** operands.max_digits(split, comfort_digits) - 1
-    return largest, largest
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """The validated arguments of :class:`AdditionEnv` and the vector environment.
-
-    Build it with :meth:`from_kwargs`, which fills in the defaults and names any bad argument.
-    """
-
-    comfort_digits: int
-    split: str
-    reward_mode: str
-    context_length: int
-    max_episode_steps: int
-    render_mode: str | None
-    max_prompt_length: int
-    max_target_length: int
-
-    @classmethod
-    def from_kwargs(
-        cls,
-        comfort_digits: int = 3,
-        split: str = "plus1",
-        reward_mode: str = "binary",
-        context_length: int | None = None,
-        max_episode_steps: int | None = None,
-        render_mode: str | None = None,
-    ) -> EnvConfig:
-        """Validate the environment's keyword arguments and fill in the defaults.
-
-        Raises:
-            ValueError: naming the first bad argument.
-        """
-        comfort_digits = _check_int(comfort_digits, "comfort_digits", 1)
-        operands.split_offset(split)  # raises a ValueError naming the split
-        if reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
-        a, b = longest_problem(comfort_digits, split)
-        max_prompt = len(scratchpad.prompt_text(a, b))
-        max_target = len(scratchpad.target_text(a, b))
-        if max_episode_steps is None:
-            max_episode_steps = max_target + EPISODE_STEP_SLACK
-        max_episode_steps = _check_int(max_episode_steps, "max_episode_steps", 1)
-        if context_length is None:
-            context_length = max_prompt + max_episode_steps
-        context_length = _check_int(context_length, "context_length", 1)
-        if context_length < max_prompt + 1:
-            raise ValueError(
-                f"context_length={context_length} is shorter than the split's longest prompt + 1 "
-                f"({max_prompt} + 1) for comfort_digits={comfort_digits}, split={split!r}"
-            )
-        return cls(
-            comfort_digits,
-            split,
-            reward_mode,
-            context_length,
-            max_episode_steps,
-            render_mode,
-            max_prompt,
-            max_target,
-        )
-
-    @property
-    def wrong_reward(self) -> float:
-        """The final reward of a wrong (or truncated) episode."""
-        return -1.0 if self.reward_mode == "ternary" else 0.0
-
-
-@dataclass(frozen=True, eq=False)  # eq would compare numpy arrays
-class Problem:
-    """One addition problem with everything an episode needs precomputed."""
-
-    a: int
-    b: int
-    prompt: str
-    target: str
-    prompt_ids: np.ndarray
-    target_ids: np.ndarray
-    critical: tuple[CriticalToken, ...]
-
-    @property
-    def answer(self) -> int:
-        """``a + b``."""
-        return self.a + self.b
-
-    @classmethod
-    def build(cls, a: int, b: int, config: EnvConfig, *, forced: bool) -> Problem:
-        """Precompute problem ``a+b``.
-
-        A ``forced`` problem (chosen by the caller) must fit: its prompt followed by its
-        target (as much of it as ``max_episode_steps`` allows) must fit in the context, or
-        the right answer could be cut off by the context, which is almost certainly a
-        configuration mistake (an environment built for a smaller split). Sampled
-        problems are not checked: they fit unless the caller shrank ``context_length`` on
-        purpose, which is allowed (those episodes are truncated when the context is full).
-
-        Raises:
-            ValueError: for operands that are not non-negative integers, or a forced problem
-                that does not fit.
-        """
-        a, b = scratchpad.check_operand(a, "a"), scratchpad.check_operand(b, "b")
-        prompt = scratchpad.prompt_text(a, b)
-        target, records = scratchpad.target_and_critical(a, b, config.comfort_digits)
-        if forced:
-            check_problem_fits(a, b, len(prompt), len(target), config)
-        critical = tuple(map(CriticalToken.from_record, records))
-        ids = tokenizer.encode(prompt), tokenizer.encode(target)
-        return cls(a, b, prompt, target, ids[0], ids[1], critical)
-
-
-def check_problem_fits(a: int, b: int, prompt_length: int, target_length: int, config: EnvConfig) -> None:
-    """Raise the ``ValueError`` of :meth:`Problem.build` if forced problem ``a+b`` does not fit."""
-    if prompt_length + min(target_length, config.max_episode_steps) > config.context_length:
-        raise ValueError(
-            f"operands ({a}, {b}) do not fit this environment: prompt ({prompt_length} tokens) + "
-            f"target ({target_length} tokens, at most max_episode_steps={config.max_episode_steps}) "
-            f"exceed context_length={config.context_length}; use a larger split or context_length"
-        )
-
-
-def check_reset_options(options: dict[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, Any]:
-    """A copy of ``options`` (``{}`` for None) after checking it holds only ``allowed`` keys."""
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown reset option(s) {unknown}; allowed: {list(allowed)}")
-    return dict(options)
-
-
-def check_operand_pair(value: object, name: str = "operands") -> tuple[int, int]:
-    """``(a, b)`` from a 2-sequence of non-negative integers, else ``ValueError``."""
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"{name} must be a pair (a, b) of non-negative integers, got {value!r}")
-    a, b = value
-    return scratchpad.check_operand(a, f"{name}[0]"), scratchpad.check_operand(b, f"{name}[1]")
-
-
-def check_action(action: object) -> int:
-    """``action`` as a token id, or a ``TypeError``/``ValueError`` that names it.
-
-    Accepted: Python int, numpy integer scalar, 0-d integer array; bools are rejected.
-    """
-    if type(action) is not int:
-        if isinstance(action, np.integer) or (
-            isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu"
-        ):
-            action = int(action)
-        else:
-            raise TypeError(
-                f"action must be an integer token id (int, numpy integer or 0-d integer array), "
-                f"got {action!r} of type {type(action).__name__}"
-            )
-    if not 0 <= action < VOCAB_SIZE:
-        raise ValueError(f"action {action} is outside the action space Discrete({VOCAB_SIZE})")
-    return action
 
 
 class AdditionEnv(gym.Env[np.ndarray, int]):
@@ -208,7 +35,7 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
     ## Description
 
     The agent (a language model) sees the prompt ``Input:\\n{a}+{b}\\nTarget:\\n`` and writes
-    the scratchpad and the result line of ``shared/spec/scratchpad.md`` one character at a
+    the scratchpad and the result line of ``docs/format.md`` one character at a
     time. Only the result line is judged. Problems come from the operand distribution
     ``split`` for a model whose comfort zone is ``comfort_digits`` (N) digits: ``comfort``
     (1..N digits) or ``plus{k}`` (one operand of exactly N+k digits).
@@ -308,7 +135,7 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
         self._text = ""
         self._length = 0
         self._on_track = True
-        self._closed = False
+        self._result_line = RESULT_LINE_START
         self._target_ids: list[int] = []
         self._critical_at: dict[int, CriticalToken] = {}
 
@@ -339,7 +166,7 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
         self._length = len(problem.prompt_ids)
         self._text = ""
         self._on_track = True
-        self._closed = False
+        self._result_line = RESULT_LINE_START
         self._done = False
         # Plain Python containers: indexing them is what the per-step code does fastest.
         self._target_ids = problem.target_ids.tolist()
@@ -365,7 +192,8 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
             self._text += VOCAB[token]
             target = self._target_ids
             self._on_track = self._on_track and position < len(target) and target[position] == token
-            terminated = self._ends_result_line(token)
+            self._result_line = RESULT_LINE_NEXT[self._result_line][token]
+            terminated = self._result_line == RESULT_LINE_ENDED
         truncated = not terminated and (
             len(self._text) >= self.config.max_episode_steps or self._length >= self.config.context_length
         )
@@ -373,21 +201,10 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
         reward = 0.0
         if terminated or truncated:
             self._done = True
-            result = parse_result(self._text)
-            correct = result is not None and result == self._problem.answer
-            info["correct"], info["result"] = correct, result
-            reward = 1.0 if correct else self.config.wrong_reward
+            info["correct"], info["result"], reward = judge(
+                self._text, self._problem.answer, self.config.wrong_reward
+            )
         return self._obs.copy(), reward, terminated, truncated, info
-
-    def _ends_result_line(self, token: int) -> bool:
-        """Whether ``token`` (just appended) is the newline that ends the result line."""
-        if token != NEWLINE_ID:
-            return False
-        if self._closed:
-            return True
-        # Only a newline can complete "</scratch>\n", so the suffix check runs rarely.
-        self._closed = self._text.endswith(SCRATCH_CLOSE)
-        return False
 
     def _info(self, critical: CriticalToken | None) -> dict[str, Any]:
         problem = self._problem

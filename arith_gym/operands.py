@@ -112,3 +112,42 @@ def sample_operands(rng: np.random.Generator, split: str, comfort_digits: int) -
     """
     comfort_digits = _check_comfort_digits(comfort_digits)
     return draw_operands(rng, split_offset(split), comfort_digits)
+
+
+# --------------------------------------------------------------------------- problem sets
+
+
+LENGTH_KINDS: tuple[str, ...] = ("identical", "varying")
+"""How :func:`problems_with_digits` draws the shorter operand (the paper's Tables 4 and 5)."""
+
+
+def problems_with_digits(
+    rng: np.random.Generator, digits: int, kind: str, count: int
+) -> list[tuple[int, int]]:
+    """``count`` problems whose longest operand has ``digits`` digits.
+
+    ``identical``: both operands have ``digits`` digits; ``varying``: one operand (side drawn
+    uniformly) has ``digits`` digits, the other a digit count uniform in 1..``digits``.
+    """
+    if kind not in LENGTH_KINDS:
+        raise ValueError(f"kind must be one of {LENGTH_KINDS}, got {kind!r}")
+    problems = []
+    for _ in range(count):
+        if kind == "identical":
+            problems.append((sample_number(rng, digits), sample_number(rng, digits)))
+            continue
+        other = sample_number(rng, int(rng.integers(1, digits + 1)))
+        longest = sample_number(rng, digits)
+        problems.append((longest, other) if rng.random() < 0.5 else (other, longest))
+    return problems
+
+
+def split_for(digits: int, comfort_digits: int) -> str:
+    """The smallest split whose problems can be ``digits`` digits long (it sizes an env's context)."""
+    return "comfort" if digits <= comfort_digits else f"plus{digits - comfort_digits}"
+
+
+def split_problems(split: str, comfort_digits: int, count: int, seed: int) -> list[tuple[int, int]]:
+    """``count`` problems of ``split`` drawn with ``seed``: the same ones at every call."""
+    rng = np.random.default_rng(seed)
+    return [sample_operands(rng, split, comfort_digits) for _ in range(count)]

@@ -1,6 +1,6 @@
 """The exact text of the addition task: prompt, scratchpad target, result and critical tokens.
 
-This module is the contract of ``shared/spec/scratchpad.md``: the environment, the
+This module is the contract of ``docs/format.md``: the environment, the
 pre-training data and the analysis all build their text here, so they agree to the
 character. Operands are non-negative Python integers of any size.
 
@@ -16,6 +16,8 @@ import re
 import sys
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
+
+import numpy as np
 
 SCRATCH_OPEN = "<scratch>\n"
 SCRATCH_CLOSE = "</scratch>\n"
@@ -164,3 +166,12 @@ def critical_tokens(a: int, b: int, comfort_digits: int) -> list[CriticalToken]:
     if comfort_digits < 1:
         raise ValueError(f"comfort_digits must be at least 1, got {comfort_digits}")
     return [CriticalToken.from_record(record) for record in target_and_critical(a, b, comfort_digits)[1]]
+
+
+def critical_mask(a: int, b: int, comfort_digits: int, length: int | None = None) -> np.ndarray:
+    """Boolean mask over the first ``length`` (default: all) positions of ``target_text(a, b)``,
+    True at its structural critical tokens for a comfort zone of ``comfort_digits`` digits."""
+    length = len(target_text(a, b)) if length is None else length
+    mask = np.zeros(length, dtype=bool)
+    mask[[t.position for t in critical_tokens(a, b, comfort_digits) if t.position < length]] = True
+    return mask

@@ -17,50 +17,29 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from arith_gym import operands, tokenizer
-from arith_gym.env import (
-    RENDER_MODES,
-    EnvConfig,
-    check_operand_pair,
-    check_problem_fits,
-    check_reset_options,
-)
+from arith_gym import operands
+from arith_gym.codepoints import BYTE_TO_ID, ID_TO_CODE, store_codes, store_str, strings
 from arith_gym.operands import draw_operands
+from arith_gym.rules import (
+    RENDER_MODES,
+    RESULT_LINE_ENDED,
+    RESULT_LINE_TABLE,
+    EnvConfig,
+    check_actions,
+    check_forced_operands,
+    check_reset_options,
+    check_seeds,
+    judge,
+)
 
 # The info["critical"]["kind"] codes are the scratchpad's record kind codes, re-exported here.
 from arith_gym.scratchpad import CRITICAL_KIND_CODES as CRITICAL_KIND_CODES
 from arith_gym.scratchpad import CRITICAL_KINDS as CRITICAL_KINDS
-from arith_gym.scratchpad import SCRATCH_CLOSE, parse_result, prompt_text, target_and_critical
-from arith_gym.tokenizer import ID_TO_BYTE, PAD_ID, VOCAB_SIZE
+from arith_gym.scratchpad import prompt_text, target_and_critical
+from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE
 
 CRITICAL_FIELDS: tuple[str, ...] = ("position", "line", "operand", "index", "kind")
 """The keys of ``info["critical"]``; -1 where an env has no critical record this step."""
-
-_ID_TO_CODE = ID_TO_BYTE.astype(np.uint32)  # a token's code point; pad (never written) is 0
-_BYTE_TO_ID = np.zeros(256, dtype=np.int64)
-_BYTE_TO_ID[ID_TO_BYTE[:PAD_ID]] = np.arange(PAD_ID)  # only ever applied to generated ASCII text
-
-
-def _result_line_automaton() -> tuple[np.ndarray, int]:
-    """Transition table ``next_state = table[state, token]`` that finds the result line's end.
-
-    States 0..L-1: how many characters of "</scratch>\\n" (length L) the text ends with;
-    L: inside the result line; L+1: its newline was written (the episode terminates).
-    "<" occurs only at the pattern's start, so after a mismatch the only partial match
-    left is a fresh "<" (no general KMP failure function needed).
-    """
-    pattern = tokenizer.encode(SCRATCH_CLOSE)
-    length = len(pattern)
-    table = np.zeros((length + 2, VOCAB_SIZE), dtype=np.int64)
-    table[:length, tokenizer.TOKEN_TO_ID["<"]] = 1
-    table[np.arange(length), pattern] = np.arange(1, length + 1)
-    table[length] = length
-    table[length, tokenizer.TOKEN_TO_ID["\n"]] = length + 1
-    table[length + 1] = length + 1
-    return table, length + 1
-
-
-_RESULT_LINE_TABLE, _RESULT_LINE_ENDED = _result_line_automaton()
 
 
 class AdditionVectorEnv(VectorEnv):
@@ -170,7 +149,7 @@ class AdditionVectorEnv(VectorEnv):
         # The generated text and target as code points, zero after the string: viewed
         # as dtype f"U{w}" each row is the string (numpy str arrays are UCS-4 and drop trailing
         # NULs), so building an info str array is one copy, not a per-character conversion.
-        # See _strings for why each table has a spare column.
+        # See codepoints.strings for why each table has a spare column.
         self._text = np.zeros((n, width + 1), dtype=np.uint32)
         self._prompts = np.full(n, "", dtype=f"U{self.config.max_prompt_length}")
         # At least max_episode_steps wide (nothing later can be written): the step compares
@@ -187,7 +166,7 @@ class AdditionVectorEnv(VectorEnv):
         # Generated tokens at which the episode is truncated: the step or the context limit.
         self._step_limits = np.zeros(n, dtype=np.int64)
         self._on_track = np.ones(n, dtype=bool)
-        self._automaton = np.zeros(n, dtype=np.int64)  # state in _RESULT_LINE_TABLE
+        self._automaton = np.zeros(n, dtype=np.int64)  # state in RESULT_LINE_TABLE
         self._done = np.zeros(n, dtype=bool)  # episode over (awaiting a reset)
         self._a = np.zeros(n, dtype=object)
         self._b = np.zeros(n, dtype=object)
@@ -204,8 +183,8 @@ class AdditionVectorEnv(VectorEnv):
         """Reset all envs, or those in ``options["reset_mask"]``; see the class docstring."""
         options = check_reset_options(options, ("operands", "reset_mask"))
         mask = self._reset_mask(options.get("reset_mask"))
-        seeds = self._seeds(seed)
-        forced = self._forced_operands(options.get("operands"), mask)
+        seeds = check_seeds(seed, self.num_envs)
+        forced = check_forced_operands(options.get("operands"), mask, self.config)
         envs = np.flatnonzero(mask)
         for i in envs.tolist():
             if seeds[i] is not None or self._rngs[i] is None:
@@ -230,38 +209,6 @@ class AdditionVectorEnv(VectorEnv):
         if self._needs_reset and not mask.all():
             raise gym.error.ResetNeeded("the first reset() must reset every env (no reset_mask)")
         return mask
-
-    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
-        n = self.num_envs
-        if seed is None:
-            return [None] * n
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            return [int(seed) + i for i in range(n)]
-        if isinstance(seed, Sequence) and not isinstance(seed, str) and len(seed) == n:
-            return list(seed)
-        raise ValueError(f"seed must be None, an int or a list of {n} ints/None, got {seed!r}")
-
-    def _forced_operands(self, forced: object, mask: np.ndarray) -> list[tuple[int, int] | None]:
-        n = self.num_envs
-        if forced is None:
-            return [None] * n
-        if isinstance(forced, (str, bytes)) or not isinstance(forced, Sequence) or len(forced) != n:
-            raise ValueError(
-                f"options['operands'] must be a sequence of {n} entries ((a, b) or None), got {forced!r}"
-            )
-        pairs: list[tuple[int, int] | None] = []
-        for i, entry in enumerate(forced):
-            if entry is not None and not mask[i]:
-                raise ValueError(f"options['operands'][{i}] is set but env {i} is not in reset_mask")
-            if entry is None:
-                pairs.append(None)
-                continue
-            a, b = check_operand_pair(entry, f"options['operands'][{i}]")
-            # Checked before any env changes, so a bad entry leaves the envs as they were.
-            target_length = len(target_and_critical(a, b, self.config.comfort_digits)[0])
-            check_problem_fits(a, b, len(prompt_text(a, b)), target_length, self.config)
-            pairs.append((a, b))
-        return pairs
 
     def _load(self, envs: np.ndarray, forced: list[tuple[int, int] | None] | None = None) -> None:
         """Start new episodes in ``envs``: env i gets ``forced[i]`` (checked) or its generator's problem.
@@ -288,9 +235,9 @@ class AdditionVectorEnv(VectorEnv):
             target, records = target_and_critical(a, b, config.comfort_digits)
             self._a[i], self._b[i], self._answers[i] = a, b, a + b
             prompt_bytes = np.frombuffer(prompt.encode("ascii"), dtype=np.uint8)
-            self._obs[i, : len(prompt)] = _BYTE_TO_ID[prompt_bytes]
-            self._prompts = _store_str(self._prompts, i, prompt)
-            self._target_codes = _store_codes(self._target_codes, i, target.encode("ascii"))
+            self._obs[i, : len(prompt)] = BYTE_TO_ID[prompt_bytes]
+            self._prompts = store_str(self._prompts, i, prompt)
+            self._target_codes = store_codes(self._target_codes, i, target.encode("ascii"))
             if records:
                 table = np.array([r for r in records if r[0] < width], dtype=np.int64).reshape(-1, 5)
                 self._critical[i, table[:, 0]] = table[:, 1:]
@@ -314,7 +261,7 @@ class AdditionVectorEnv(VectorEnv):
         """Append one token per env; see the class docstring for autoreset and info."""
         if self._needs_reset:
             raise gym.error.ResetNeeded("step() called before reset(); call reset() first")
-        actions = self._check_actions(actions)
+        actions = check_actions(actions, self.num_envs)
         live = ~self._done
         # NEXT_STEP: the envs that ended last step sit this one out and are reset at its end.
         autoreset = self._done.copy() if self.autoreset_mode == AutoresetMode.NEXT_STEP else None
@@ -324,7 +271,7 @@ class AdditionVectorEnv(VectorEnv):
         critical = self._critical_records(deciding, self._steps[deciding])
         rows = np.flatnonzero(live ^ pad)  # live and not pad (pad implies live)
         tokens = actions[rows]
-        codes = _ID_TO_CODE[tokens]
+        codes = ID_TO_CODE[tokens]
         positions = self._steps[rows]
         self._obs[rows, self._prompt_lengths[rows] + positions] = tokens
         self._text[rows, positions] = codes
@@ -332,11 +279,11 @@ class AdditionVectorEnv(VectorEnv):
         on_track = self._on_track[rows] & (self._target_codes[rows, positions] == codes)
         self._on_track[rows] = on_track
         self._on_track[pad] = False
-        states = _RESULT_LINE_TABLE[self._automaton[rows], tokens]
+        states = RESULT_LINE_TABLE[self._automaton[rows], tokens]
         self._automaton[rows] = states
 
         terminated = pad
-        terminated[rows[states == _RESULT_LINE_ENDED]] = True
+        terminated[rows[states == RESULT_LINE_ENDED]] = True
         truncated = (self._steps >= self._step_limits) & live & ~terminated
         ended = terminated | truncated
         self._done |= ended
@@ -349,24 +296,6 @@ class AdditionVectorEnv(VectorEnv):
                 self._load(np.flatnonzero(autoreset))
             infos = self._infos(*critical, *results)
         return self._obs.copy(), rewards, terminated, truncated, infos
-
-    def _check_actions(self, actions: np.ndarray | Sequence[int]) -> np.ndarray:
-        """``actions`` as an int64 array of shape (num_envs,), or an error naming the bad one."""
-        if not isinstance(actions, np.ndarray) and any(isinstance(x, (bool, np.bool_)) for x in actions):
-            raise TypeError(f"actions must be integer token ids, got bools in {actions!r}")
-        array = np.asarray(actions)
-        if array.dtype.kind not in "iu":
-            raise TypeError(f"actions must be integer token ids, got dtype {array.dtype} ({actions!r})")
-        if array.shape != (self.num_envs,):
-            raise ValueError(f"actions must have shape ({self.num_envs},), got {array.shape}")
-        # One comparison for both bounds: negative ids wrap to huge unsigned values.
-        bad = array.astype(np.uint64, copy=False) >= VOCAB_SIZE
-        if bad.any():
-            i = int(bad.argmax())
-            raise ValueError(
-                f"action {array[i]} of env {i} is outside the action space Discrete({VOCAB_SIZE})"
-            )
-        return array.astype(np.int64, copy=False)
 
     def _critical_records(self, rows: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Info ``critical`` fields (5, num_envs) and mask for decisions at ``positions``."""
@@ -387,10 +316,9 @@ class AdditionVectorEnv(VectorEnv):
         correct = np.zeros(n, dtype=bool)
         result = np.empty(n, dtype=object)  # all None
         for i in np.flatnonzero(ended):
-            stated = parse_result(self._text_of(i))
-            result[i] = stated
-            correct[i] = stated is not None and stated == self._answers[i]
-            rewards[i] = 1.0 if correct[i] else self.config.wrong_reward
+            correct[i], result[i], rewards[i] = judge(
+                self._text_of(i), self._answers[i], self.config.wrong_reward
+            )
         return rewards, (correct, result, ended.copy())
 
     def _same_step_reset(
@@ -425,7 +353,7 @@ class AdditionVectorEnv(VectorEnv):
 
     def _texts(self) -> np.ndarray:
         """Every env's generated text as a new str array."""
-        return _strings(self._text, int(self._steps.max()))
+        return strings(self._text, int(self._steps.max()))
 
     def _no_critical(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.num_envs
@@ -452,7 +380,7 @@ class AdditionVectorEnv(VectorEnv):
             "_b": everywhere.copy(),
             "prompt": self._prompts.copy(),
             "_prompt": everywhere.copy(),
-            "target": _strings(self._target_codes, int(self._target_lengths.max())),
+            "target": strings(self._target_codes, int(self._target_lengths.max())),
             "_target": everywhere.copy(),
             "text": self._texts(),
             "_text": everywhere.copy(),
@@ -478,39 +406,3 @@ class AdditionVectorEnv(VectorEnv):
             print("\n".join(frames))
             return None
         return frames
-
-
-def _strings(codes: np.ndarray, width: int) -> np.ndarray:
-    """The rows of code-point table ``codes`` as a new str array of dtype ``U{width}``.
-
-    ``width`` (the longest string) is less than the table's width, so the copy is of a
-    column slice, which numpy does row by row in its own copy loop. That is deliberate:
-    a whole-table copy of this size (tens to hundreds of KB) goes to a single memcpy,
-    which on the benchmark machine (AMD EPYC under KVM, glibc 2.36, ``rep movsb`` for
-    that size range) ran 5-10x slower than the row-by-row copy.
-    """
-    width = max(width, 1)
-    return codes[:, :width].copy().view(f"U{width}")[:, 0]
-
-
-def _store_codes(codes: np.ndarray, i: int, text: bytes) -> np.ndarray:
-    """Write ASCII ``text`` into row ``i`` of the code-point table (its tail already zero).
-
-    Widened first if the row could not keep a spare zero column (a forced problem longer
-    than the split's longest).
-    """
-    if len(text) >= codes.shape[1]:
-        codes = np.pad(codes, ((0, 0), (0, len(text) + 1 - codes.shape[1])))
-    codes[i, : len(text)] = np.frombuffer(text, dtype=np.uint8)
-    return codes
-
-
-def _store_str(array: np.ndarray, i: int, value: str) -> np.ndarray:
-    """Set ``array[i] = value``, widening the fixed-width str array first if needed.
-
-    numpy would silently cut a string longer than the dtype's width.
-    """
-    if len(value) > array.dtype.itemsize // 4:
-        array = array.astype(f"U{len(value)}")
-    array[i] = value
-    return array

@@ -10,7 +10,7 @@ with precision and recall against the structural critical tokens, the commas and
 digits apart.
 
 J at a position depends only on the text before it, so teacher forcing the right texts of
-fresh N+1-digit problems gives the J of correct episodes (``agents.teacher_forcing``):
+fresh N+1-digit problems gives the J of correct episodes (``agents.evaluation.teacher_forcing``):
 
     python examples/certainty_criteria.py --problems 200
 """
@@ -22,10 +22,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from agents.analyze import low_certainty, precision_recall
-from agents.evaluate import split_problems
-from agents.model import DEFAULT_REFERENCE, load_reference
-from agents.teacher_forcing import target_token_probs
+from agents.evaluation.finder import low_certainty, precision_recall
+from agents.evaluation.teacher_forcing import target_token_probs
+from agents.lm.model import DEFAULT_REFERENCE, load_reference
+from arith_gym.operands import split_problems
 from arith_gym.scratchpad import target_text
 
 Criterion = Callable[[np.ndarray, float], np.ndarray]

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.episodes import play_episodes
-from agents.evaluate import problems_with_digits, split_for
-from agents.pretrain import PretrainConfig, pretrain
-from agents.teacher_forcing import failures_at_critical, summarize, target_token_probs
+from agents.evaluation.teacher_forcing import failures_at_critical, summarize_target_probs, target_token_probs
+from agents.lm.episodes import play_episodes
+from agents.lm.pretrain import PretrainConfig, pretrain
+from arith_gym.operands import problems_with_digits, split_for
 
 RECIPES: dict[str, dict] = {
     "plain": {},
@@ -53,7 +53,7 @@ def measure(model, comfort_digits: int, problems: int, temperatures: tuple[float
                     )
     plus1 = problems_with_digits(rng, comfort_digits + 1, "varying", problems)
     for temperature in (1.0, *temperatures):
-        tf = summarize(target_token_probs(model, plus1, comfort_digits, temperature))
+        tf = summarize_target_probs(target_token_probs(model, plus1, comfort_digits, temperature))
         results.update({f"tf_T{temperature:g}_{k}": v for k, v in tf.items()})
     return results
 

@@ -16,9 +16,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from agents.evaluate import split_problems
-from agents.model import DEFAULT_REFERENCE, load_reference
-from agents.teacher_forcing import target_token_probs
+from agents.evaluation.teacher_forcing import target_token_probs
+from agents.lm.model import DEFAULT_REFERENCE, load_reference
+from arith_gym.operands import split_problems
 from arith_gym.scratchpad import critical_tokens
 
 

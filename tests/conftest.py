@@ -27,7 +27,7 @@ def _limit_torch_threads() -> None:
 def micro_reference_dir(tmp_path_factory):
     """A randomly initialised micro reference model saved for comfort_digits=1, T=1."""
     _limit_torch_threads()
-    from agents.model import TaskInfo, build_model, save_reference
+    from agents.lm.model import TaskInfo, build_model, save_reference
 
     out = tmp_path_factory.mktemp("micro-ref")
     model = build_model("micro", seed=0).eval()
@@ -38,6 +38,6 @@ def micro_reference_dir(tmp_path_factory):
 def micro_model():
     """A fresh micro GPT-2 (seed 0) in eval mode."""
     _limit_torch_threads()
-    from agents.model import build_model
+    from agents.lm.model import build_model
 
     return build_model("micro", seed=0).eval()

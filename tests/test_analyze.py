@@ -1,4 +1,4 @@
-"""The certainty gap and the data-driven critical-token finder (agents/analyze.py), on micro models."""
+"""The certainty gap and the critical-token finder (agents/evaluation/), on micro models."""
 
 from __future__ import annotations
 
@@ -8,22 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from agents.analyze import (
+from agents.cli import main
+from agents.evaluation.certainty_gap import certainty_gap, format_gap, on_track_length
+from agents.evaluation.finder import (
     FinderReport,
     branch_success,
-    certainty_gap,
     find_critical_tokens,
     forced_mistakes,
     format_finder,
-    format_gap,
     low_certainty,
-    on_track_length,
     precision_recall,
 )
-from agents.cli import main
-from agents.decoding import CachedDecoder
-from agents.model import load_reference
-from agents.stats import mean_ci
+from agents.evaluation.stats import mean_ci
+from agents.lm.decoding import CachedDecoder
+from agents.lm.model import load_reference
 from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, TOKEN_TO_ID, VOCAB_SIZE, encode
 
@@ -199,8 +197,7 @@ def test_cli_analyze_runs_on_a_tiny_budget(micro_reference_dir, capsys):
 
 
 def test_critical_mask_marks_the_structural_positions_within_length():
-    from agents.teacher_forcing import critical_mask
-    from arith_gym.scratchpad import critical_tokens, target_text
+    from arith_gym.scratchpad import critical_mask, critical_tokens, target_text
 
     a, b = 12345, 678
     positions = [t.position for t in critical_tokens(a, b, 3)]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.checkpoint import find_dir, write_dir
+from agents.rundir import find_dir, write_dir
 
 
 def _write(final: Path, text: str) -> None:

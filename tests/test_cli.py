@@ -1,16 +1,19 @@
-"""The ``arith-rl`` command line (agents/cli.py), end to end on micro models."""
+"""The ``arith-rl`` command line (agents/cli/), end to end on micro models."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import os
+import shutil
 
 import pytest
+import torch
 
 from agents.cli import main
-from agents.model import load_reference
-from agents.train import read_metrics
+from agents.lm.model import load_reference
+from agents.rundir import read_metrics
 
 TRAIN_BUDGET = [
     "--total-episodes", "4",
@@ -128,8 +131,11 @@ def test_bad_set_syntax_and_preset_are_exit_code_2(pretrained, tmp_path, capsys)
     base = ["train", "--out", str(tmp_path / "run"), "--ref", str(pretrained)]
     assert main([*base, "--set", "lr"]) == 2
     assert "--set takes KEY=VALUE" in capsys.readouterr().err
-    assert main([*base, "--preset", "fast"]) == 2
-    assert "unknown preset 'fast'" in capsys.readouterr().err
+    # The preset's choices come from agents.rl.PRESETS: argparse names the bad one.
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--preset", "fast"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'fast' (choose from" in capsys.readouterr().err
 
 
 def test_argparse_errors_exit_2(capsys):
@@ -137,3 +143,62 @@ def test_argparse_errors_exit_2(capsys):
         main(["train"])  # --out is required
     assert exit_info.value.code == 2
     assert "--out" in capsys.readouterr().err
+
+
+class _RunsCode:
+    """Unpickling this runs ``touch MARKER``: what a malicious shared ``trainer.pt`` could hold."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant(run, marker):
+    torch.save({"config": {}, "payload": _RunsCode(marker)}, run / "checkpoint" / "trainer.pt")
+
+
+def test_train_resume_refuses_a_trainer_state_that_would_run_code(trained, pretrained, tmp_path, capsys):
+    run, _ = trained
+    copy = tmp_path / "shared-run"
+    shutil.copytree(run, copy)
+    marker = tmp_path / "MARKER"
+    _plant(copy, marker)
+    argv = ["train", "--out", str(copy), "--ref", str(pretrained), "--algo", "a2c", *TRAIN_BUDGET, "--resume"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert err.startswith("arith-rl train: error:") and "refused" in err and len(err.splitlines()) == 1
+
+
+def test_pretrain_resume_refuses_a_trainer_state_that_would_run_code(pretrained, tmp_path, capsys):
+    copy = tmp_path / "shared-ref"
+    shutil.copytree(pretrained, copy)
+    marker = tmp_path / "MARKER"
+    _plant(copy, marker)
+    argv = ["pretrain", "--digits", "1", "--size", "micro", "--out", str(copy), "--steps", "4", "--resume"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert err.startswith("arith-rl pretrain: error:") and "refused" in err and len(err.splitlines()) == 1
+
+
+def test_a_truncated_trainer_state_is_a_one_line_error(trained, pretrained, tmp_path, capsys):
+    run, _ = trained
+    copy = tmp_path / "truncated"
+    shutil.copytree(run, copy)
+    state = copy / "checkpoint" / "trainer.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    argv = ["train", "--out", str(copy), "--ref", str(pretrained), "--algo", "a2c", *TRAIN_BUDGET, "--resume"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is damaged" in err and len(err.splitlines()) == 1
+
+
+def test_train_refuses_a_directory_that_is_not_a_run(pretrained, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    argv = ["train", "--out", str(tmp_path), "--ref", str(pretrained), *TRAIN_BUDGET]
+    assert main(argv) == 2
+    assert "holds no run of this package" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

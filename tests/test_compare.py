@@ -1,4 +1,4 @@
-"""The multi-seed comparison (agents/compare.py, ``arith-rl compare``) on a tiny budget."""
+"""The multi-seed comparison (agents/experiments/, ``arith-rl compare``) on a tiny budget."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import sys
 import pytest
 
 from agents import MissingExtra
-from agents.compare import CompareSettings, compare, episodes_done, run_ray, summarize, summary_markdown
-from agents.stats import paired_difference
+from agents.evaluation.stats import paired_difference
+from agents.experiments.compare import compare
+from agents.experiments.jobs import CompareSettings, episodes_done
+from agents.experiments.results import summarize_methods, summary_markdown
+from agents.experiments.runners import run_ray
 
 TINY = (
     ("episodes_per_update", 4),
@@ -73,7 +76,7 @@ def test_summary_numbers_match_the_csv(compared):
             if r["method"] == method and r["seed"] == seed and r["split"] == "plus1" and r["episodes"] == "8"
         ]
 
-    results, _ = summarize(
+    results, _ = summarize_methods(
         [
             {
                 **r,
@@ -125,7 +128,7 @@ def test_threshold_and_verdict_wording():
                             accuracy=value,
                         )
                     )
-    results, threshold = summarize(rows, "plus1")
+    results, threshold = summarize_methods(rows, "plus1")
     assert threshold == pytest.approx(0.25)
     critical = next(r for r in results if r.label == "critical")
     assert critical.reached == 3 and critical.episodes_to_threshold.mean == 64

@@ -12,7 +12,8 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import arith_gym
-from arith_gym.env import EPISODE_STEP_SLACK, AdditionEnv
+from arith_gym.env import AdditionEnv
+from arith_gym.rules import EPISODE_STEP_SLACK
 from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, TOKEN_TO_ID, VOCAB_SIZE, encode
 

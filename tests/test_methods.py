@@ -1,14 +1,14 @@
-"""Exploration methods (agents/methods.py and their hooks in agents/ppo.py)."""
+"""Exploration methods (agents/rl/methods.py and their hooks in agents/rl/ppo.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from agents.config import RLConfig
-from agents.methods import METHODS, apply_method, beta_sweep, method_settings
-from agents.ppo import kl_cov_tokens, policy_gradient_tokens, ppo_update, token_kl_weights, top_fraction
-from agents.train import Trainer
+from agents.rl.config import RLConfig
+from agents.rl.methods import METHODS, apply_method, beta_sweep, method_settings
+from agents.rl.ppo import kl_cov_tokens, policy_gradient_tokens, ppo_update, token_kl_weights, top_fraction
+from agents.rl.train import Trainer
 
 SMALL = RLConfig(
     lr=1e-3,
@@ -25,7 +25,7 @@ SMALL = RLConfig(
 
 @pytest.fixture(scope="module")
 def trainer_and_rollout(micro_reference_dir, tmp_path_factory):
-    from agents.rollout import collect_rollout
+    from agents.rl.rollout import collect_rollout
 
     trainer = Trainer(SMALL, micro_reference_dir, tmp_path_factory.mktemp("run"))
     rollout = collect_rollout(

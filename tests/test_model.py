@@ -1,4 +1,4 @@
-"""Reference models (agents/model.py): size presets, HF tokenizer, save/load, clear load errors."""
+"""Reference models (agents/lm/model.py): size presets, HF tokenizer, save/load, clear load errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from agents.model import (
+from agents.lm.model import (
     SIZES,
     TASK_FILE,
     CheckpointError,
@@ -24,7 +24,7 @@ from agents.model import (
     load_task_info,
     save_reference,
 )
-from agents.policy import LMPolicy
+from agents.rl.policy import LMPolicy
 from arith_gym.scratchpad import prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE, decode, encode
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.plots import plot_runs
+from agents.experiments.plots import plot_runs
 
 
 def _fake_run(path: Path, accuracies: list[float]) -> Path:

@@ -1,4 +1,4 @@
-"""PPO / A2C update (agents/ppo.py) and RL settings (agents/config.py)."""
+"""PPO / A2C update (agents/rl/ppo.py) and RL settings (agents/rl/config.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
-from agents.config import PRESETS, RLConfig
-from agents.episodes import make_vector_env
 from agents.kl import kl_estimate
-from agents.model import build_model
-from agents.policy import LMPolicy
-from agents.ppo import KLController, gae, policy_forward, ppo_update, shaped_rewards, token_kl_weights
-from agents.rollout import collect_rollout
+from agents.lm.episodes import make_vector_env
+from agents.lm.model import build_model
+from agents.rl.config import PRESETS, RLConfig
+from agents.rl.policy import LMPolicy
+from agents.rl.ppo import KLController, gae, policy_forward, ppo_update, shaped_rewards, token_kl_weights
+from agents.rl.rollout import collect_rollout
 
 # ----------------------------------------------------------------------------- GAE
 

@@ -1,4 +1,4 @@
-"""Pre-training (agents/pretrain.py): batches, learning, exact resume, settings checks."""
+"""Pre-training (agents/lm/pretrain.py): batches, learning, exact resume, settings checks."""
 
 from __future__ import annotations
 
@@ -10,15 +10,10 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from agents.model import load_reference
-from agents.pretrain import (
-    IGNORE_INDEX,
-    STATE_DIR,
-    PretrainConfig,
-    make_batch,
-    next_batch,
-    pretrain,
-)
+from agents.lm.batches import IGNORE_INDEX, make_batch
+from agents.lm.model import load_reference
+from agents.lm.pretrain import PretrainConfig, next_batch, pretrain
+from agents.rundir import CHECKPOINT, load_trainer_state
 from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, encode
 
@@ -71,7 +66,7 @@ def _batch_loss(model, batch) -> float:
 def test_training_lowers_the_loss(tmp_path):
     config = PretrainConfig(**{**MICRO, "batch_size": 16, "steps": 40, "checkpoint_every": 40})
     fixed = next_batch(np.random.default_rng(123), config)
-    from agents.model import build_model
+    from agents.lm.model import build_model
 
     before = _batch_loss(build_model("micro", seed=config.seed).eval(), fixed)
     model = pretrain(config, tmp_path, progress=False)
@@ -111,7 +106,7 @@ def test_resume_continues_bit_for_bit(uninterrupted, tmp_path):
     config, straight = uninterrupted
     stopped = pretrain(config, tmp_path, progress=False, stop_after=3)
     # Stopped early: a checkpoint, but no finished reference model yet.
-    assert (tmp_path / STATE_DIR / "trainer.pt").is_file()
+    assert (tmp_path / CHECKPOINT / "trainer.pt").is_file()
     assert not (tmp_path / "model.safetensors").exists()
     assert not all(
         torch.equal(p, q) for p, q in zip(stopped.parameters(), straight.parameters(), strict=True)
@@ -130,10 +125,10 @@ def test_stop_after_must_be_positive(tmp_path):
 def test_checkpoint_holds_the_model_at_its_step(uninterrupted, tmp_path):
     config, _ = uninterrupted
     stopped = pretrain(config, tmp_path, progress=False, stop_after=2)
-    saved = GPT2LMHeadModel.from_pretrained(tmp_path / STATE_DIR / "model", local_files_only=True)
+    saved = GPT2LMHeadModel.from_pretrained(tmp_path / CHECKPOINT, local_files_only=True)
     for p, q in zip(stopped.parameters(), saved.parameters(), strict=True):
         assert torch.equal(p, q)
-    assert torch.load(tmp_path / STATE_DIR / "trainer.pt", weights_only=False)["step"] == 2
+    assert load_trainer_state(tmp_path)["step"] == 2
 
 
 def test_resume_with_other_settings_is_refused(uninterrupted, tmp_path):

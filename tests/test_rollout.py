@@ -1,4 +1,4 @@
-"""Decoding and rollouts (agents/decoding.py, episodes.py, rollout.py, policy.py)."""
+"""Decoding and rollouts (agents/lm/decoding.py, lm/episodes.py, rl/rollout.py, rl/policy.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from agents.decoding import CachedDecoder, NaiveDecoder, choose_tokens, left_pad
-from agents.episodes import make_vector_env, play_episodes
-from agents.model import CheckpointError, build_model
-from agents.policy import LMPolicy
-from agents.rollout import collect_rollout
+from agents.lm.decoding import GREEDY, CachedDecoder, NaiveDecoder, choose_tokens, left_pad
+from agents.lm.episodes import make_vector_env, play_episodes
+from agents.lm.model import CheckpointError, build_model
+from agents.rl.policy import LMPolicy
+from agents.rl.rollout import collect_rollout
 from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE, encode
 from arith_gym.vector_env import CRITICAL_KIND_CODES
@@ -77,7 +77,11 @@ def test_step_before_start_is_an_error(micro_model):
 
 def test_choose_tokens_greedy_and_sampled():
     logits = torch.tensor([[0.0, 5.0, 1.0], [9.0, 0.0, 0.0]])
-    assert choose_tokens(logits, None, None).tolist() == [1, 0]
+    assert choose_tokens(logits, GREEDY, None).tolist() == [1, 0]
+    assert GREEDY == 0  # the usual convention: temperature 0 is greedy
+    for bad in (None, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="0 for greedy decoding"):
+            choose_tokens(logits, bad, None)
     peaked = torch.tensor([[0.0, 100.0, 0.0]] * 50)
     sampled = choose_tokens(peaked, 1.0, torch.Generator().manual_seed(0))
     assert sampled.tolist() == [1] * 50
@@ -226,7 +230,7 @@ def test_play_episodes_judges_with_the_env():
     problems = [(3, 4), (9, 9), (1, 0)]
     sequences = [encode(target_text(a, b)).tolist() for a, b in problems]
     sequences[1] = encode(target_text(9, 8)).tolist()  # a well-formed wrong answer
-    correct, texts = play_episodes(_teacher_policy(sequences).lm, problems, 1, "comfort", None)
+    correct, texts = play_episodes(_teacher_policy(sequences).lm, problems, 1, "comfort", GREEDY)
     assert correct.tolist() == [True, False, True]
     assert texts[0] == target_text(3, 4) and texts[1] == target_text(9, 8)
 

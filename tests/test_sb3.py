@@ -11,7 +11,8 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import A2C, PPO
 from torch import nn
 
-from agents.model import CheckpointError, TaskInfo, build_model, save_reference
+from agents.lm.model import CheckpointError, TaskInfo, build_model, save_reference
+from agents.rl.config import RLConfig
 from agents.sb3 import (
     KLPPO,
     ForbidPad,
@@ -341,3 +342,30 @@ def test_vocabulary_mismatch_and_missing_lm_raise(micro_model):
         PPO(LMActorCriticPolicy, _env(), device="cpu")
     with pytest.raises(ValueError, match="MaskableActorCriticPolicy"):
         _ppo(micro_model, algo=MaskablePPO)  # the plain policy cannot serve MaskablePPO
+
+
+def test_every_rl_setting_has_an_sb3_mapping(monkeypatch):
+    import dataclasses
+
+    from agents.sb3 import train as sb3_train
+
+    sb3_train.check_mapping()  # the real RLConfig: every field placed once
+
+    @dataclasses.dataclass(frozen=True)
+    class Extended(RLConfig):
+        new_setting: float = 0.0
+
+    monkeypatch.setattr(sb3_train, "RLConfig", Extended)
+    with pytest.raises(RuntimeError, match="unmapped {'new_setting'}"):
+        sb3_train.check_mapping()
+
+
+def test_sb3_refuses_settings_it_cannot_express():
+    from agents.sb3.train import check_sb3_config
+
+    with pytest.raises(ValueError, match="adaptive_kl_target=0.1"):
+        check_sb3_config(RLConfig(adaptive_kl_target=0.1), "sb3-ppo")
+    with pytest.raises(ValueError, match="oracle_critical"):
+        check_sb3_config(RLConfig(kl_weighting="oracle_critical"), "sb3-ppo")
+    with pytest.raises(ValueError, match="unknown SB3 algorithm"):
+        check_sb3_config(RLConfig(), "sb3-sac")

@@ -1,4 +1,4 @@
-"""The text format of shared/spec/scratchpad.md: worked examples, arithmetic, critical tokens."""
+"""The text format of docs/format.md: worked examples, arithmetic, critical tokens."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confidence intervals across seeds (agents/stats.py) against hand-computed numbers."""
+"""Confidence intervals across seeds (agents/evaluation/stats.py) against hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agents.stats import mean_ci, paired_difference
+from agents.evaluation.stats import mean_ci, paired_difference
 
 
 def test_mean_ci_is_the_student_t_interval():

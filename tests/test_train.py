@@ -1,4 +1,4 @@
-"""The RL fine-tuning loop (agents/train.py): determinism, exact resume, run directories."""
+"""The RL fine-tuning loop (agents/rl/train.py): determinism, exact resume, run directories."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
-from agents.config import RLConfig
-from agents.model import load_reference
-from agents.train import CHECKPOINT, Trainer, derived_seed, read_metrics, train
+from agents.lm.model import load_reference
+from agents.rl.config import RLConfig
+from agents.rl.train import Trainer, derived_seed, train
+from agents.rundir import CHECKPOINT, read_metrics
 
 # 4 updates of 4 episodes of a micro model; evaluation at update 0 and at the end.
 CONFIG = RLConfig(
@@ -158,3 +159,15 @@ def test_ctrl_c_saves_a_checkpoint_before_exiting(micro_reference_dir, tmp_path,
     resumed.load()
     assert resumed.update == 1 and resumed.episodes == CONFIG.episodes_per_update
     _assert_same_weights(_state(resumed), _state(trainer))
+
+
+def test_resume_drops_the_rows_logged_after_the_checkpoint(straight_run, micro_reference_dir, tmp_path):
+    """A run killed between two checkpoints logged rows that its resumed run logs again."""
+    _, straight_dir = straight_run
+    Trainer(CONFIG, micro_reference_dir, tmp_path).run(progress=False, max_updates=2)
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["update", "episodes"]
+    with (tmp_path / "metrics.csv").open("a") as handle:  # update 3, logged, never checkpointed
+        handle.write("3,12" + "," * (len(header) - 2) + "\n")
+    train(CONFIG, tmp_path, micro_reference_dir, resume=True, progress=False)
+    assert _rows(tmp_path) == _rows(straight_dir)

@@ -19,12 +19,7 @@ from arith_gym.env import AdditionEnv
 from arith_gym.operands import sample_operands
 from arith_gym.scratchpad import prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, PAD_TOKEN, TOKEN_TO_ID, VOCAB, VOCAB_SIZE, encode
-from arith_gym.vector_env import (
-    CRITICAL_FIELDS,
-    CRITICAL_KIND_CODES,
-    CRITICAL_KINDS,
-    AdditionVectorEnv,
-)
+from arith_gym.vector_env import CRITICAL_FIELDS, CRITICAL_KIND_CODES, CRITICAL_KINDS, AdditionVectorEnv
 
 SPACE = TOKEN_TO_ID[" "]
 

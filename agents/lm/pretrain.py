@@ -13,7 +13,6 @@ evaluation, and checkpoints (weights, optimizer, scheduler, data generator) from
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import asdict, dataclass, fields
@@ -24,20 +23,30 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GPT2LMHeadModel, get_cosine_schedule_with_warmup
 
-from agents.checkpoint import find_dir, write_dir
-from agents.model import TaskInfo, build_model, save_reference
-from arith_gym.operands import sample_operands
-from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
-from arith_gym.tokenizer import PAD_ID, encode
+from agents.lm.batches import make_batch
+from agents.lm.decoding import GREEDY
+from agents.lm.episodes import play_episodes
+from agents.lm.model import TaskInfo, build_model, save_reference
+from agents.rundir import (
+    CHECKPOINT,
+    METRICS,
+    append_row,
+    checkpoint_dir,
+    load_trainer_state,
+    open_run,
+    save_trainer_state,
+    trim_metrics,
+    write_dir,
+)
+from arith_gym.operands import problems_with_digits, sample_operands, split_for
 
-IGNORE_INDEX = -100
 UNSCORED_CHOICES: dict[str, frozenset[str]] = {
     "none": frozenset(),
     "all": frozenset({"comma", "digit"}),
     "commas": frozenset({"comma"}),
 }
 """``--unscored-critical`` choices: the critical-token kinds they leave out of the loss."""
-STATE_DIR = "trainer_state"
+CONFIG_FILE = "pretrain_config.json"
 
 
 @dataclass(frozen=True)
@@ -111,45 +120,6 @@ def sample_training_problem(rng: np.random.Generator, config: PretrainConfig) ->
     return sample_operands(rng, "comfort", config.comfort_digits)
 
 
-def make_batch(
-    problems: list[tuple[int, int]],
-    offsets: np.ndarray | None = None,
-    unscored_critical_of: int | None = None,
-    unscored_kinds: frozenset[str] = frozenset({"comma", "digit"}),
-) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` (target only).
-
-    With ``unscored_critical_of=N`` the structural critical tokens of ``unscored_kinds`` for a
-    comfort zone of N digits get no label (problems within the comfort zone have none).
-    """
-    prompts = [encode(prompt_text(a, b)) for a, b in problems]
-    targets = [encode(target_text(a, b)) for a, b in problems]
-    width = max(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
-    input_ids = np.full((len(problems), width), PAD_ID, dtype=np.int64)
-    labels = np.full_like(input_ids, IGNORE_INDEX)
-    attention = np.zeros_like(input_ids)
-    for row, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
-        end = len(prompt) + len(target)
-        input_ids[row, :end] = np.concatenate([prompt, target])
-        labels[row, len(prompt) : end] = target
-        attention[row, :end] = 1
-        if unscored_critical_of is not None:
-            a, b = problems[row]
-            critical = [
-                t.position for t in critical_tokens(a, b, unscored_critical_of) if t.kind in unscored_kinds
-            ]
-            labels[row, len(prompt) + np.asarray(critical, dtype=np.int64)] = IGNORE_INDEX
-    positions = np.tile(np.arange(width), (len(problems), 1))  # writable: torch shares the memory
-    if offsets is not None:
-        positions = positions + offsets[:, None]
-    return {
-        "input_ids": torch.from_numpy(input_ids),
-        "attention_mask": torch.from_numpy(attention),
-        "position_ids": torch.from_numpy(positions),
-        "labels": torch.from_numpy(labels),
-    }
-
-
 def next_batch(rng: np.random.Generator, config: PretrainConfig) -> dict[str, torch.Tensor]:
     problems = [sample_training_problem(rng, config) for _ in range(config.batch_size)]
     offsets = None
@@ -178,32 +148,25 @@ def save_state(
     out_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, step: int, config
 ) -> None:
     """Write a resumable checkpoint atomically (a crash mid-write leaves the previous one intact)."""
-    with write_dir(out_dir / STATE_DIR) as tmp:
-        model.save_pretrained(tmp / "model", safe_serialization=True)
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng.bit_generator.state,
-                "step": step,
-                "config": asdict(config),
-            },
-            tmp / "trainer.pt",
-        )
+    with write_dir(out_dir / CHECKPOINT) as tmp:
+        save_reference(model, tmp, TaskInfo(config.comfort_digits, config.temperature, config.size))
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng.bit_generator.state,
+            "step": step,
+            "config": asdict(config),
+        }
+        save_trainer_state(tmp, state)
 
 
 def load_state(out_dir: Path, config: PretrainConfig, device: str | torch.device = "cpu"):
     """Model, optimizer, scheduler, data generator and step of the checkpoint in ``out_dir``."""
-    state_dir = find_dir(out_dir / STATE_DIR)
-    if not (state_dir / "trainer.pt").is_file():
-        raise FileNotFoundError(
-            f"no checkpoint to resume from in {out_dir} (expected {state_dir}/trainer.pt)"
-        )
-    saved = torch.load(state_dir / "trainer.pt", weights_only=False, map_location="cpu")
+    saved = load_trainer_state(out_dir)
     if saved["config"] != asdict(config):
         changed = {k for k in saved["config"] if saved["config"][k] != asdict(config).get(k)}
         raise ValueError(f"--resume with different settings than the checkpoint: {sorted(changed)}")
-    model = GPT2LMHeadModel.from_pretrained(state_dir / "model", local_files_only=True).to(device)
+    model = GPT2LMHeadModel.from_pretrained(checkpoint_dir(out_dir), local_files_only=True).to(device)
     optimizer, scheduler = make_optimizer(model, config)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
@@ -233,17 +196,24 @@ def pretrain(
     if stop_after is not None and stop_after < 1:
         raise ValueError(f"stop_after must be at least 1, got {stop_after}")
     out = Path(out_dir)
+    if resume and (out / "trainer_state").is_dir() and not (out / CHECKPOINT).exists():
+        raise FileNotFoundError(
+            f"{out} holds a checkpoint of arith-gym < 0.2 (trainer_state/): move trainer_state/model/* "
+            "and trainer_state/trainer.pt into checkpoint/ to resume it"
+        )
+    resume = open_run(out, resume, CONFIG_FILE)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     if resume:
         model, optimizer, scheduler, rng, step = load_state(out, config, device)
+        trim_metrics(out, "step", step)
     else:
         model = build_model(config.size, seed=config.seed).to(device)
         optimizer, scheduler = make_optimizer(model, config)
         rng, step = np.random.default_rng(config.seed), 0
-        (out / "pretrain_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+        (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
     model.train()
-    metrics_path = out / "metrics.csv"
+    metrics_path = out / METRICS
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="pretrain", dynamic_ncols=True)
     started, tokens = time.perf_counter(), 0
     last = config.steps if stop_after is None else min(config.steps, step + stop_after)
@@ -262,7 +232,7 @@ def pretrain(
             model.eval()
             row.update(evaluate_fn(model, config))
             model.train()
-            _append_csv(metrics_path, row)
+            append_row(metrics_path, row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
         bar.update(1)
         if step % config.checkpoint_every == 0 or step == last:
@@ -277,8 +247,6 @@ def pretrain(
 
 def progress_evaluator(problems: int | None = None, seed: int = 0):
     """An ``evaluate_fn`` for ``pretrain``: greedy comfort accuracy and sampled N+1 accuracy."""
-    from agents.episodes import play_episodes
-    from agents.evaluate import problems_with_digits, split_for
 
     def evaluate(model: GPT2LMHeadModel, config: PretrainConfig) -> dict[str, float]:
         count = problems or config.eval_problems
@@ -287,17 +255,8 @@ def progress_evaluator(problems: int | None = None, seed: int = 0):
         n = config.comfort_digits
         comfort = problems_with_digits(rng, n, "varying", count)
         harder = problems_with_digits(rng, n + 1, "varying", count)
-        greedy, _ = play_episodes(model, comfort, n, "comfort", None, generator)
+        greedy, _ = play_episodes(model, comfort, n, "comfort", GREEDY, generator)
         sampled, _ = play_episodes(model, harder, n, split_for(n + 1, n), config.temperature, generator)
         return {"comfort_greedy": float(greedy.mean()), "plus1_sampled": float(sampled.mean())}
 
     return evaluate
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)

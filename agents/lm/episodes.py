@@ -14,11 +14,9 @@ import torch
 from gymnasium.vector import AutoresetMode
 from transformers import PreTrainedModel
 
-import arith_gym  # noqa: F401  (registers the environment)
-from agents.decoding import CachedDecoder, choose_tokens
+from agents.lm.decoding import CachedDecoder, choose_tokens
+from arith_gym import ENV_ID  # importing arith_gym registers the environment
 from arith_gym.tokenizer import encode
-
-ENV_ID = "arith_gym/Addition-v0"
 
 
 def make_vector_env(num_envs: int, comfort_digits: int, split: str, **kwargs) -> gym.vector.VectorEnv:
@@ -40,14 +38,14 @@ def play_episodes(
     operands: Sequence[tuple[int, int]],
     comfort_digits: int,
     split: str,
-    temperature: float | None,
+    temperature: float,
     generator: torch.Generator | None = None,
     batch_size: int = 256,
 ) -> tuple[np.ndarray, list[str]]:
     """Whether each forced problem was solved, and the generated texts.
 
-    ``temperature=None`` decodes greedily. ``split`` only sizes the env's context: pass the
-    smallest split whose operands are at least as long as the given ones.
+    ``temperature=0`` (:data:`~agents.lm.decoding.GREEDY`) decodes greedily. ``split`` only sizes
+    the env's context: pass the smallest split whose operands are at least as long as the given ones.
     """
     correct = np.zeros(len(operands), dtype=bool)
     texts: list[str] = [""] * len(operands)

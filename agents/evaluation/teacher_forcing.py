@@ -15,17 +15,10 @@ import torch
 from transformers import PreTrainedModel
 
 from agents.kl import certainty as certainty_of
-from agents.pretrain import make_batch
-from arith_gym.scratchpad import CriticalToken, critical_tokens, target_text
-
-
-def critical_mask(a: int, b: int, comfort_digits: int, length: int | None = None) -> np.ndarray:
-    """Boolean mask over the first ``length`` (default: all) target positions, True at the
-    structural critical tokens of ``a + b`` for a comfort zone of ``comfort_digits`` digits."""
-    length = len(target_text(a, b)) if length is None else length
-    mask = np.zeros(length, dtype=bool)
-    mask[[t.position for t in critical_tokens(a, b, comfort_digits) if t.position < length]] = True
-    return mask
+from agents.lm.batches import make_batch
+from agents.lm.episodes import play_episodes
+from arith_gym.operands import problems_with_digits, split_for
+from arith_gym.scratchpad import CriticalToken, critical_mask, critical_tokens, target_text
 
 
 @dataclass(frozen=True)
@@ -69,7 +62,9 @@ def target_token_probs(
     return results
 
 
-def summarize(results: Sequence[TargetProbs], low: float = 0.5, beta: float = 150.0) -> dict[str, float]:
+def summarize_target_probs(
+    results: Sequence[TargetProbs], low: float = 0.5, beta: float = 150.0
+) -> dict[str, float]:
     """Mean p(right) at critical and other tokens, where the low-probability tokens are, and
     the certainty J and prioritized-KL weight J**beta at critical and other tokens."""
     probs = np.concatenate([r.probs for r in results])
@@ -144,13 +139,10 @@ def critical_report(
     seed: int = 0,
 ) -> dict[str, float]:
     """Where a reference model fails on N+1 digits: teacher-forced probabilities and sampled failures."""
-    from agents.episodes import play_episodes
-    from agents.evaluate import problems_with_digits, split_for
-
     rng = np.random.default_rng(seed)
     digits = comfort_digits + 1
     batch = problems_with_digits(rng, digits, "varying", problems)
-    report = summarize(target_token_probs(model, batch, comfort_digits, temperature))
+    report = summarize_target_probs(target_token_probs(model, batch, comfort_digits, temperature))
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     solved, texts = play_episodes(
         model, batch, comfort_digits, split_for(digits, comfort_digits), temperature, generator

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from agents.episodes import play_episodes
-from arith_gym.operands import sample_number, sample_operands
-
-KINDS = ("identical", "varying")
+from agents.evaluation.teacher_forcing import critical_probabilities
+from agents.lm.decoding import GREEDY
+from agents.lm.episodes import play_episodes
+from arith_gym.operands import LENGTH_KINDS, problems_with_digits, split_for, split_problems
 
 
 @dataclass(frozen=True)
@@ -51,42 +51,20 @@ def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[fl
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def problems_with_digits(
-    rng: np.random.Generator, digits: int, kind: str, count: int
-) -> list[tuple[int, int]]:
-    """``count`` problems whose longest operand has ``digits`` digits (see module docstring)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    problems = []
-    for _ in range(count):
-        if kind == "identical":
-            problems.append((sample_number(rng, digits), sample_number(rng, digits)))
-            continue
-        other = sample_number(rng, int(rng.integers(1, digits + 1)))
-        longest = sample_number(rng, digits)
-        problems.append((longest, other) if rng.random() < 0.5 else (other, longest))
-    return problems
-
-
-def split_for(digits: int, comfort_digits: int) -> str:
-    """The smallest env split whose context fits operands of ``digits`` digits."""
-    return "comfort" if digits <= comfort_digits else f"plus{digits - comfort_digits}"
-
-
 def length_table(
     model: PreTrainedModel,
     comfort_digits: int,
     problems_per_cell: int = 1000,
-    temperature: float | None = None,
+    temperature: float = GREEDY,
     offsets: tuple[int, ...] = (0, 1, 2, 3),
     seed: int = 0,
     batch_size: int = 256,
 ) -> dict[tuple[str, int], Accuracy]:
-    """Exact-match accuracy per (kind, digits) cell; greedy when ``temperature`` is None."""
+    """Exact-match accuracy per (kind, digits) cell; greedy at ``temperature=0`` (the default)."""
     rng = np.random.default_rng(seed)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     table = {}
-    for kind in KINDS:
+    for kind in LENGTH_KINDS:
         for offset in offsets:
             digits = comfort_digits + offset
             problems = problems_with_digits(rng, digits, kind, problems_per_cell)
@@ -110,16 +88,10 @@ def format_length_table(table: dict[tuple[str, int], Accuracy], comfort_digits: 
         ["", *(f"{d} digits" + (" (N)" if d == comfort_digits else "") for d in digit_counts)]
     )
     lines = [f"**{title}**" if title else "", header + " |", "|" + "---|" * (len(digit_counts) + 1)]
-    for kind in KINDS:
+    for kind in LENGTH_KINDS:
         cells = [str(table[(kind, d)]) for d in digit_counts if (kind, d) in table]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return "\n".join(line for line in lines if line) + "\n"
-
-
-def split_problems(split: str, comfort_digits: int, count: int, seed: int) -> list[tuple[int, int]]:
-    """``count`` problems of ``split`` drawn with ``seed``: the same ones at every call."""
-    rng = np.random.default_rng(seed)
-    return [sample_operands(rng, split, comfort_digits) for _ in range(count)]
 
 
 def policy_accuracy(
@@ -127,11 +99,11 @@ def policy_accuracy(
     comfort_digits: int,
     split: str,
     episodes: int = 100,
-    temperature: float | None = None,
+    temperature: float = GREEDY,
     seed: int = 0,
     batch_size: int = 256,
 ) -> Accuracy:
-    """Accuracy on ``episodes`` problems of ``split`` drawn with ``seed`` (greedy if no temperature)."""
+    """Accuracy on ``episodes`` problems of ``split`` drawn with ``seed`` (greedy at ``temperature=0``)."""
     problems = split_problems(split, comfort_digits, episodes, seed)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     solved, _ = play_episodes(model, problems, comfort_digits, split, temperature, generator, batch_size)
@@ -151,11 +123,9 @@ def rl_evaluation(
 
     The same problems every call (fixed ``seed``), so curves over training compare like with like.
     """
-    from agents.teacher_forcing import critical_probabilities
-
     metrics: dict[str, float] = {}
     for name in dict.fromkeys(("comfort", split)):
-        for label, temp in (("sampled", temperature), ("greedy", None))[: 2 if greedy else 1]:
+        for label, temp in (("sampled", temperature), ("greedy", GREEDY))[: 2 if greedy else 1]:
             accuracy = policy_accuracy(model, comfort_digits, name, episodes, temp, seed)
             metrics[f"{name}_{label}"] = accuracy.rate
     problems = split_problems(split, comfort_digits, episodes, seed)

@@ -163,7 +163,7 @@ PRESETS: dict[str, RLConfig] = {
     # KL would switch the KL off everywhere), so J is taken at T 1, where J**150 averages about
     # 0.3 at the critical tokens and 0.96 elsewhere. KL coefficient 1, not the paper's 5: at 5
     # the standard KL froze the N+1 accuracy and a critical run could fall back, so 4 seeds
-    # could not separate the methods (README, "Comparing exploration methods"); at 1 both
+    # could not separate the methods (docs/results.md); at 1 both
     # learn, the runs are steadier, and the uniform penalty still holds (no KL learns faster).
     "cpu": RLConfig(
         algo="ppo",

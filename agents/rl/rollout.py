@@ -19,9 +19,9 @@ import torch
 from gymnasium.vector import VectorEnv
 from transformers import PreTrainedModel
 
-from agents.decoding import CachedDecoder, NaiveDecoder, left_pad
 from agents.kl import certainty as certainty_of
-from agents.policy import LMPolicy
+from agents.lm.decoding import CachedDecoder, NaiveDecoder, left_pad
+from agents.rl.policy import LMPolicy
 from arith_gym.tokenizer import PAD_ID, encode
 
 

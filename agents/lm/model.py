@@ -19,7 +19,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTraine
 from arith_gym.tokenizer import PAD_ID, PAD_TOKEN, VOCAB, VOCAB_SIZE
 
 TASK_FILE = "arith_gym.json"
-CHECKPOINTS_DIR = Path(__file__).parent / "checkpoints"
+CHECKPOINTS_DIR = Path(__file__).parent.parent / "checkpoints"  # agents/checkpoints
 DEFAULT_REFERENCE = CHECKPOINTS_DIR / "gpt2-tiny-n3"
 
 

@@ -12,7 +12,7 @@ The KL weight of each token is ``kl_weights(config.kl_weighting, J)`` with J the
 model's certainty there (see ``agents.kl``): 1 everywhere for the standard KL, J**beta for the
 paper's prioritized KL, 0 for none, 0 exactly on the env's critical tokens for ``oracle_critical``.
 
-Exploration baselines (see ``agents.methods``) hook in at two places: ``pg_tokens="entropy_topk"``
+Exploration baselines (see :mod:`agents.rl.methods`) hook in at two places: ``pg_tokens="entropy_topk"``
 restricts the policy gradient to the batch's highest-entropy tokens, and ``kl_cov_fraction > 0``
 adds KL-Cov's ``|log pi - log pi_old|`` penalty on the tokens with the largest covariance between
 log-prob and advantage. Asymmetric clipping (DAPO's clip-higher) is ``clip_coef_high``.
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.config import RLConfig
 from agents.kl import kl_estimate, kl_weights
-from agents.policy import LMPolicy
-from agents.rollout import Rollout
+from agents.rl.config import RLConfig
+from agents.rl.policy import LMPolicy
+from agents.rl.rollout import Rollout
 
 
 @dataclass

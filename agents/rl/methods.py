@@ -11,7 +11,7 @@ A ``critical`` method takes a β suffix, e.g. ``critical@beta=1000`` (the paper'
 
 from __future__ import annotations
 
-from agents.config import RLConfig
+from agents.rl.config import RLConfig
 
 METHODS: dict[str, dict[str, object]] = {
     "none": {"kl_weighting": "none"},

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from agents.model import check_vocabulary
+from agents.lm.model import check_vocabulary
 
 
 @dataclass
@@ -26,11 +26,21 @@ class PolicyOutput:
     cache: object | None
 
 
+def value_mlp(width: int, hidden: tuple[int, ...], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """The value head: an MLP from the LM's hidden state (``width``) through ``hidden`` layers to 1."""
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers += [nn.Linear(width, size), activation()]
+        width = size
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)
+
+
 class LMPolicy(nn.Module):
     """Actor-critic around any transformers causal LM with the arith_gym vocabulary.
 
     Args:
-        lm: a causal LM (e.g. ``agents.model.load_reference(...)[0]``); it is trained in place.
+        lm: a causal LM (e.g. ``agents.lm.load_reference(...)[0]``); it is trained in place.
         temperature: sampling temperature of the policy.
         value_hidden: widths of the value MLP's hidden layers (the paper: 128, 128).
     """
@@ -44,13 +54,7 @@ class LMPolicy(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.lm = lm
         self.temperature = float(temperature)
-        layers: list[nn.Module] = []
-        width = lm.config.hidden_size
-        for hidden in value_hidden:
-            layers += [nn.Linear(width, hidden), nn.Tanh()]
-            width = hidden
-        layers.append(nn.Linear(width, 1))
-        self.value_head = nn.Sequential(*layers)
+        self.value_head = value_mlp(lm.config.hidden_size, value_hidden)
 
     def forward(
         self,

@@ -1,8 +1,9 @@
 """The RL fine-tuning loop: rollout, update, evaluate, log, checkpoint, resume.
 
-A run directory holds ``config.json``, ``metrics.csv`` (one row per update), TensorBoard
-events under ``tb/``, and ``checkpoint/`` (the policy's LM as a ``save_pretrained``
-directory plus the value head, optimizer, random generator and KL coefficient). The
+A run directory (:mod:`agents.rundir`) holds ``config.json``, ``metrics.csv`` (one row per
+update), TensorBoard events under ``tb/``, and ``checkpoint/`` (the policy's LM as a
+``save_pretrained`` directory plus the value head, optimizer, random generator and KL
+coefficient in ``trainer.pt``). The
 problems of update ``u`` are drawn with a seed derived from ``(seed, u)`` and actions from a
 generator whose state is checkpointed, so ``resume=True`` continues exactly where an
 interrupted run stopped (same curve on the same CPU). Ctrl-C saves a checkpoint first.
@@ -11,7 +12,6 @@ interrupted run stopped (same curve on the same CPU). Ctrl-C saves a checkpoint 
 from __future__ import annotations
 
 import copy
-import csv
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,18 +22,26 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from agents.checkpoint import find_dir, write_dir
-from agents.config import RLConfig
-from agents.episodes import make_vector_env
-from agents.evaluate import rl_evaluation
-from agents.model import DEFAULT_REFERENCE, TaskInfo, load_reference, save_reference
-from agents.policy import LMPolicy
-from agents.ppo import KLController, ppo_update
-from agents.rollout import collect_rollout
+from agents.evaluation.accuracy import rl_evaluation
+from agents.lm.episodes import make_vector_env
+from agents.lm.model import DEFAULT_REFERENCE, TaskInfo, load_reference, save_reference
+from agents.rl.config import RLConfig
+from agents.rl.policy import LMPolicy
+from agents.rl.ppo import KLController, ppo_update
+from agents.rl.rollout import collect_rollout
+from agents.rundir import (
+    CHECKPOINT,
+    METRICS,
+    append_row,
+    checkpoint_dir,
+    load_trainer_state,
+    open_run,
+    save_trainer_state,
+    trim_metrics,
+    write_dir,
+)
 
-CHECKPOINT = "checkpoint"
-
-
+CONFIG_FILE = "config.json"
 ROLLOUT_STREAM, EVAL_STREAM = 0, 1
 
 
@@ -71,37 +79,34 @@ class Trainer:
         info = TaskInfo(self.task.comfort_digits, self.config.temperature, self.task.size, "RL fine-tuned")
         with write_dir(self.run_dir / CHECKPOINT) as tmp:
             save_reference(self.policy.lm, tmp, info)
-            torch.save(
-                {
-                    "value_head": self.policy.value_head.state_dict(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "generator": self.generator.get_state(),
-                    "kl_coef": self.kl.coef,
-                    "update": self.update,
-                    "episodes": self.episodes,
-                    "config": asdict(self.config),
-                },
-                tmp / "trainer.pt",
-            )
+            state = {
+                "value_head": self.policy.value_head.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(),
+                "kl_coef": self.kl.coef,
+                "update": self.update,
+                "episodes": self.episodes,
+                "config": asdict(self.config),
+            }
+            save_trainer_state(tmp, state)
         return self.run_dir / CHECKPOINT
 
-    def load(self) -> None:
-        """Restore the state saved by :meth:`save` (``--resume``)."""
-        path = find_dir(self.run_dir / CHECKPOINT)
-        if not (path / "trainer.pt").is_file():
-            raise FileNotFoundError(f"nothing to resume: {path}/trainer.pt does not exist")
-        state = torch.load(path / "trainer.pt", weights_only=False, map_location="cpu")
+    def load(self, state: dict | None = None) -> None:
+        """Restore the state saved by :meth:`save` (``--resume``); ``state``: its ``trainer.pt``, if read."""
+        state = load_trainer_state(self.run_dir) if state is None else state
         saved = RLConfig(**{**state["config"], "value_hidden": tuple(state["config"]["value_hidden"])})
         if saved != self.config:
             changed = sorted(k for k, v in asdict(saved).items() if asdict(self.config)[k] != v)
             raise ValueError(f"--resume with settings that differ from the checkpoint's: {changed}")
-        lm, _ = load_reference(path)
+        lm, _ = load_reference(checkpoint_dir(self.run_dir))
         self.policy.lm.load_state_dict(lm.state_dict())
         self.policy.value_head.load_state_dict(state["value_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.kl.coef = state["kl_coef"]
         self.update, self.episodes = state["update"], state["episodes"]
+        # Rows logged after the checkpoint (a run killed between two) are logged again.
+        trim_metrics(self.run_dir, "update", self.update)
 
     # ----------------------------------------------------------------- the loop
 
@@ -155,9 +160,12 @@ class Trainer:
         ``on_update`` receives each update's logged row (e.g. to drive an outside progress bar).
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(self.config.to_json())
+        (self.run_dir / CONFIG_FILE).write_text(self.config.to_json())
         (self.run_dir / "reference.txt").write_text(str(self.reference_dir.resolve()) + "\n")
-        writer = SummaryWriter(str(self.run_dir / "tb"))
+        # TensorBoard's steps are episodes: drop the events logged after the checkpoint.
+        writer = SummaryWriter(
+            str(self.run_dir / "tb"), purge_step=self.episodes + 1 if self.update else None
+        )
         last = (
             self.config.num_updates
             if max_updates is None
@@ -191,51 +199,39 @@ class Trainer:
         for key, value in row.items():
             if key not in ("update", "episodes"):
                 writer.add_scalar(key, value, row["episodes"])
-        append_row(self.run_dir / "metrics.csv", row)
+        append_row(self.run_dir / METRICS, row)
         shown = {"acc": row.get("train_accuracy"), "kl": row.get("kl"), "ent": row.get("entropy")}
         shown[f"{self.config.split}"] = row.get(f"{self.config.split}_sampled")
         bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None})
-
-
-def append_row(path: Path, row: dict[str, float]) -> None:
-    """Append to a CSV whose columns may grow (evaluation rows carry more keys)."""
-    rows = list(csv.DictReader(path.open())) if path.exists() else []
-    columns = list(dict.fromkeys([*(rows[0].keys() if rows else []), *row]))
-    if rows and columns == list(rows[0].keys()):
-        with path.open("a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=columns).writerow(row)
-        return
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows([*rows, row])
 
 
 def train(
     config: RLConfig,
     run_dir: str | Path,
     reference_dir: str | Path = DEFAULT_REFERENCE,
-    resume: bool = False,
+    resume: bool | None = False,
     progress: bool = True,
     device: str = "cpu",
 ) -> Path:
-    """Fine-tune ``reference_dir`` with ``config`` into ``run_dir`` (see the module docstring)."""
+    """Fine-tune ``reference_dir`` with ``config`` into ``run_dir`` (see the module docstring).
+
+    ``resume``: True continues the run in ``run_dir``, False starts one (refusing a directory
+    that holds a run), None does whichever applies (:func:`agents.rundir.open_run`).
+    """
+    return open_trainer(config, run_dir, reference_dir, resume, device).run(progress)
+
+
+def open_trainer(
+    config: RLConfig,
+    run_dir: str | Path,
+    reference_dir: str | Path = DEFAULT_REFERENCE,
+    resume: bool | None = False,
+    device: str = "cpu",
+) -> Trainer:
+    """A :class:`Trainer` for ``run_dir`` after the one resume rule, restored if it resumes."""
+    # The saved state is read (and checked) before any model is loaded.
+    state = load_trainer_state(run_dir) if open_run(run_dir, resume, CONFIG_FILE) else None
     trainer = Trainer(config, reference_dir, run_dir, device)
-    if resume:
-        trainer.load()
-    elif (Path(run_dir) / CHECKPOINT).exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a run: pass resume=True (--resume) or another directory"
-        )
-    return trainer.run(progress)
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
-    """The rows of a run's ``metrics.csv`` as floats (empty cells dropped)."""
-    with (Path(run_dir) / "metrics.csv").open() as handle:
-        return [
-            {k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)
-        ]
-
-
-__all__ = ["Trainer", "append_row", "read_metrics", "train", "derived_seed"]
+    if state is not None:
+        trainer.load(state)
+    return trainer

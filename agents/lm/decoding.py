@@ -153,11 +153,21 @@ class NaiveDecoder(CachedDecoder):
         )
 
 
+GREEDY = 0.0
+"""The temperature that means greedy decoding (argmax), as in most LM sampling APIs."""
+
+
 def choose_tokens(
-    logits: torch.Tensor, temperature: float | None, generator: torch.Generator | None
+    logits: torch.Tensor, temperature: float, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Greedy tokens when ``temperature`` is None, else samples from ``softmax(logits / T)``."""
-    if temperature is None:
+    """Tokens sampled from ``softmax(logits / T)``, or the argmax at ``temperature`` :data:`GREEDY` (0).
+
+    Raises:
+        ValueError: a temperature that is not a number >= 0.
+    """
+    if temperature == GREEDY:
         return logits.argmax(dim=-1)
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be > 0, or 0 for greedy decoding, got {temperature}")
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

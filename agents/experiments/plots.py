@@ -2,7 +2,7 @@
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), not pyplot:
 that needs no display and leaves the caller's pyplot backend alone (inline plots in a
-notebook keep working after ``import agents.plots``).
+notebook keep working after ``import agents.experiments.plots``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from agents.train import read_metrics
+from agents.evaluation.stats import mean_ci
+from agents.experiments.results import curves, group_label
+from agents.rundir import read_metrics
 
 
 def plot_runs(
@@ -53,8 +55,6 @@ def _band_line(axis, by_index: dict[int, list[tuple]], label: str, scale: float 
 
 def _mean_band(points: list[tuple]) -> tuple[float, float, float, float]:
     """x (mean episodes), mean accuracy and its 95% t band over the seeds of one evaluation."""
-    from agents.stats import mean_ci
-
     estimate = mean_ci([accuracy for _, _, accuracy in points])
     low, high = (estimate.low, estimate.high) if estimate.n > 1 else (estimate.mean, estimate.mean)
     return float(np.mean([episodes for _, episodes, _ in points])), estimate.mean, low, high
@@ -62,8 +62,6 @@ def _mean_band(points: list[tuple]) -> tuple[float, float, float, float]:
 
 def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Path:
     """``split`` and comfort sampled accuracy vs episodes: mean line and 95% CI band per method."""
-    from agents.compare import curves
-
     figure = Figure(figsize=(10, 3.8))
     axes = figure.subplots(1, 2, sharex=True)
     for axis, name in zip(axes, (split, "comfort"), strict=True):
@@ -76,8 +74,6 @@ def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Pat
 
 def plot_critical(critical: list[dict], out: str | Path) -> Path:
     """p(right token) at each structural critical label over training, one panel per label."""
-    from agents.compare import group_label
-
     labels = sorted({row["label"] for row in critical})
     algos = sorted({row["algo"] for row in critical})
     panels = max(1, len(labels))

@@ -1,25 +1,15 @@
-"""Where a reference model is unsure, and where one mistake loses the answer.
+"""A critical-token finder that knows nothing of the template: where one mistake loses the answer.
 
-Two analyses of a reference model on (N+1)-digit problems (``plus1``), after the paper's
-Table 1 and the data-driven definition of critical tokens in ``shared/spec/scratchpad.md``:
-
-* :func:`certainty_gap`: per sampled episode, the reference's mean certainty J at the
-  structural critical tokens minus its mean J at the other target tokens, averaged over
-  episodes with a 95% t interval (the paper: -0.33 at N=3).
-* :func:`find_critical_tokens`: a finder that knows nothing of the template. On correct
-  sampled episodes it forces a mistake at a position, re-samples the rest of the episode
-  K times, and compares the success rate with K continuations that keep the episode's
-  token there. A position is *found* when that drop is large and J there is far below
-  the episode's certainty elsewhere; found positions are scored against the structural ones.
-
-J at generated position t comes from the reference's distribution over token t, which
-depends only on the tokens before t: with the context on track, it is the teacher-forced J.
+On correct sampled (N+1)-digit episodes it forces a mistake at a position, re-samples the rest
+of the episode K times, and compares the success rate with K continuations that keep the
+episode's token there. A position is *found* when that drop is large and the reference's
+certainty J there is far below the episode's certainty elsewhere; found positions are scored
+against the structural critical tokens of ``docs/format.md`` (the data-driven definition there).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,161 +18,17 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from agents.decoding import CachedDecoder, choose_tokens
-from agents.episodes import play_episodes
-from agents.evaluate import split_problems
+from agents.evaluation.certainty_gap import SOURCES, Operands, _mean, reference_logits
 from agents.kl import certainty
-from agents.stats import mean_ci
-from agents.teacher_forcing import critical_mask, first_deviation
-from arith_gym.env import EnvConfig
+from agents.lm.decoding import CachedDecoder, choose_tokens
+from agents.lm.episodes import play_episodes
 from arith_gym.operands import sample_operands
-from arith_gym.scratchpad import SCRATCH_CLOSE, parse_result, prompt_text, target_text
-from arith_gym.tokenizer import PAD_ID, TOKEN_TO_ID, decode, encode
+from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, RESULT_LINE_TABLE, EnvConfig
+from arith_gym.scratchpad import critical_mask, parse_result, prompt_text, target_text
+from arith_gym.tokenizer import PAD_ID, decode, encode
 
-PAPER_GAPS = {3: -0.33, 5: -0.21, 7: -0.13}  # the paper's Table 1, critical minus others
-SOURCES = ("sampled", "target")
 POSITION_MODES = ("candidates", "all")
-NEWLINE_ID = TOKEN_TO_ID["\n"]
 MARGIN_SWEEP = (1.0, 1.5, 2.0, 2.5, 3.0)  # certainty margins the finder's report also scores
-
-Problem = tuple[int, int]
-
-
-# --------------------------------------------------------------------------- shared pieces
-
-
-@torch.no_grad()
-def reference_logits(
-    model: PreTrainedModel, problems: Sequence[Problem], texts: Sequence[str], batch_size: int = 64
-) -> list[torch.Tensor]:
-    """Raw logits ``[len(text) + 1, V]`` of the distributions over each token of ``text`` and the next.
-
-    One teacher-forced forward over prompt + text per batch of right-padded rows.
-    """
-    device = next(model.parameters()).device
-    sequences = [encode(prompt_text(a, b) + text) for (a, b), text in zip(problems, texts, strict=True)]
-    starts = [len(prompt_text(a, b)) - 1 for a, b in problems]
-    out: list[torch.Tensor] = []
-    for begin in range(0, len(sequences), batch_size):
-        chunk = sequences[begin : begin + batch_size]
-        ids = torch.full((len(chunk), max(map(len, chunk))), PAD_ID, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, sequence in enumerate(chunk):
-            ids[row, : len(sequence)] = torch.as_tensor(sequence)
-            mask[row, : len(sequence)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
-        for row, sequence in enumerate(chunk):
-            out.append(logits[row, starts[begin + row] : len(sequence)])
-    return out
-
-
-def on_track_length(text: str, target: str) -> int:
-    """How many target positions have an on-track context: all before the first deviation, and it."""
-    where = first_deviation(text, target)
-    return len(target) if where is None else min(where + 1, len(target))
-
-
-def _problems_and_texts(
-    model: PreTrainedModel,
-    comfort_digits: int,
-    split: str,
-    count: int,
-    source: str,
-    temperature: float,
-    seed: int,
-    batch_size: int,
-) -> tuple[list[Problem], list[str], np.ndarray]:
-    """``count`` problems of ``split`` and the episodes played on them (or their targets)."""
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    problems = split_problems(split, comfort_digits, count, seed)
-    if source == "target":
-        return problems, [target_text(a, b) for a, b in problems], np.ones(count, dtype=bool)
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    solved, texts = play_episodes(model, problems, comfort_digits, split, temperature, generator, batch_size)
-    return problems, texts, solved
-
-
-# --------------------------------------------------------------------------- certainty gap
-
-
-@dataclass(frozen=True)
-class CertaintyGap:
-    """The paper's Table 1 for one model: J at critical tokens minus J elsewhere, per episode.
-
-    ``gaps``, ``critical`` and ``other`` hold one value per episode used (an episode needs an
-    on-track critical token and an on-track other token); ``gap``/``low``/``high`` are the
-    mean gap and its 95% t interval (NaN when fewer than two episodes are used).
-    """
-
-    comfort_digits: int
-    split: str
-    source: str
-    temperature: float
-    certainty_temperature: float
-    certainty_kind: str
-    episodes: int
-    accuracy: float
-    gaps: np.ndarray
-    critical: np.ndarray
-    other: np.ndarray
-    gap: float
-    low: float
-    high: float
-
-    @property
-    def used(self) -> int:
-        return len(self.gaps)
-
-
-def certainty_gap(
-    model: PreTrainedModel,
-    comfort_digits: int,
-    temperature: float = 1.0,
-    episodes: int = 200,
-    certainty_temperature: float = 4.0,
-    certainty_kind: str = "negentropy",
-    split: str = "plus1",
-    source: str = "sampled",
-    seed: int = 0,
-    batch_size: int = 128,
-) -> CertaintyGap:
-    """Mean certainty J at the structural critical tokens minus J at the other target tokens.
-
-    Episodes are sampled from ``model`` at ``temperature`` on ``split`` problems (``source=
-    "target"``: the right texts instead, i.e. teacher forcing). Each episode counts the
-    target positions whose context is on track (see :func:`on_track_length`): stopping at
-    the first deviation keeps J comparable, and keeping the deviation itself keeps the
-    critical tokens where sampled episodes go wrong.
-    """
-    problems, texts, solved = _problems_and_texts(
-        model, comfort_digits, split, episodes, source, temperature, seed, batch_size
-    )
-    gaps, critical_means, other_means = [], [], []
-    logits_all = reference_logits(model, problems, texts, batch_size)
-    for (a, b), text, logits in zip(problems, texts, logits_all, strict=True):
-        length = on_track_length(text, target_text(a, b))
-        j = certainty(logits[:length], certainty_temperature, certainty_kind).numpy()
-        critical = critical_mask(a, b, comfort_digits, length)
-        if critical.any() and not critical.all():
-            critical_means.append(float(j[critical].mean()))
-            other_means.append(float(j[~critical].mean()))
-            gaps.append(critical_means[-1] - other_means[-1])
-    estimate = mean_ci(gaps) if gaps else None
-    return CertaintyGap(
-        comfort_digits,
-        split,
-        source,
-        temperature,
-        certainty_temperature,
-        certainty_kind,
-        episodes,
-        float(solved.mean()),
-        np.asarray(gaps),
-        np.asarray(critical_means),
-        np.asarray(other_means),
-        *((estimate.mean, estimate.low, estimate.high) if estimate else (float("nan"),) * 3),
-    )
 
 
 # --------------------------------------------------------------------------- forced mistakes
@@ -201,17 +47,10 @@ def forced_mistakes(
     return torch.multinomial(torch.softmax(masked, dim=-1), samples, replacement=True, generator=generator)
 
 
-def _result_line_ended(ids: np.ndarray) -> bool:
-    """Whether a text that just wrote a newline has ended its result line (as the env ends it)."""
-    text = decode(ids)
-    start = text.find(SCRATCH_CLOSE)
-    return start >= 0 and "\n" in text[start + len(SCRATCH_CLOSE) :]
-
-
 @torch.no_grad()
 def branch_success(
     model: PreTrainedModel,
-    problem: Problem,
+    problem: Operands,
     text: str,
     positions: np.ndarray,
     tokens: np.ndarray,
@@ -227,6 +66,11 @@ def branch_success(
     written = np.full((len(positions), max(max_steps, len(ids))), PAD_ID, dtype=np.int64)
     written[:, : len(ids)] = ids
     lengths, active = positions.copy(), np.ones(len(positions), dtype=bool)
+    # Each row's state in the env's result-line automaton after its prefix of ``text``.
+    prefix_states = [RESULT_LINE_START]
+    for token in ids.tolist():
+        prefix_states.append(int(RESULT_LINE_TABLE[prefix_states[-1], token]))
+    states = np.asarray(prefix_states, dtype=np.int64)[positions]
     context = np.concatenate([prompt, ids[: positions.max()]])
     decoder = CachedDecoder.branches(model, context, len(prompt) + positions)
     step = torch.as_tensor(tokens)
@@ -236,8 +80,8 @@ def branch_success(
         rows = np.flatnonzero(active)
         written[rows, lengths[rows]] = new[rows]
         lengths[rows] += 1
-        for row in rows[new[rows] == NEWLINE_ID]:
-            active[row] = not _result_line_ended(written[row, : lengths[row]])
+        states[rows] = RESULT_LINE_TABLE[states[rows], new[rows]]
+        active[rows[states[rows] == RESULT_LINE_ENDED]] = False
         active &= lengths < max_steps
         if not active.any():
             break
@@ -330,7 +174,7 @@ def low_certainty(j: np.ndarray, margin: float) -> np.ndarray:
 
 def _correct_episodes(
     model, comfort_digits, split, count, source, temperature, rng, generator, batch_size, max_sampled
-) -> tuple[list[Problem], list[str], int]:
+) -> tuple[list[Operands], list[str], int]:
     """Up to ``count`` sampled episodes that are exactly the target text, and how many were sampled.
 
     Exactly the target, not merely correct: the structural positions must index the text.
@@ -454,21 +298,6 @@ def _success_rates(
 # --------------------------------------------------------------------------- report
 
 
-def format_gap(gap: CertaintyGap) -> str:
-    """The certainty gap, Markdown-friendly."""
-    paper = PAPER_GAPS.get(gap.comfort_digits)
-    versus = f" (paper, N={gap.comfort_digits}: {paper:+.2f})" if paper is not None else ""
-    lines = [
-        f"**Certainty gap** (Table 1): J = {_kind_formula(gap.certainty_kind)}"
-        f" at T={gap.certainty_temperature:g}; {gap.episodes} {gap.source} {gap.split} episodes"
-        f" at T={gap.temperature:g} ({100 * gap.accuracy:.1f}% correct),"
-        f" {gap.used} with on-track critical tokens",
-        f"- critical minus other: {gap.gap:+.3f}, 95% CI [{gap.low:+.3f}, {gap.high:+.3f}]{versus}",
-        f"- mean J: {_mean(gap.critical):.3f} at critical tokens, {_mean(gap.other):.3f} at the others",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def format_finder(report: FinderReport) -> str:
     """The finder's settings, precision and recall per criterion, and what it found, Markdown-friendly."""
     r = report
@@ -533,11 +362,3 @@ def _by_char(chars: np.ndarray, structural: np.ndarray | None = None) -> str:
         return ", ".join(f"{c!r} {n}" for c, n in counts.most_common())
     hits = Counter(chars[structural].tolist())
     return ", ".join(f"{c!r} {hits[c]}/{n}" for c, n in counts.most_common())
-
-
-def _kind_formula(kind: str) -> str:
-    return "1 - H(p)/log|V|" if kind == "negentropy" else "1 + log max p / log|V|"
-
-
-def _mean(values: np.ndarray) -> float:
-    return float(values.mean()) if len(values) else float("nan")

@@ -1,0 +1,189 @@
+"""``arith-rl`` commands on RL runs: train, eval, compare, plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from agents.cli.registry import add_device, comma_list, command, parse_settings
+
+# --------------------------------------------------------------------------- train and eval
+
+
+def _rl_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``train`` and ``compare`` share: the reference, the preset and ``--set``."""
+    from agents.rl.config import PRESETS
+
+    parser.add_argument("--ref", default=None, help="reference model directory (default: the shipped one)")
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="starting RL settings")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any RLConfig setting (JSON value)"
+    )
+    parser.add_argument("--total-episodes", type=int, help="episode budget of each run")
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    from agents.rl.config import ALGOS, KL_WEIGHTINGS
+    from agents.rl.methods import METHODS
+
+    parser.add_argument("--out", required=True, help="run directory")
+    _rl_arguments(parser)
+    parser.add_argument("--config", help="JSON file of settings (may name a 'preset')")
+    parser.add_argument("--method", help=f"an exploration method: {', '.join(METHODS)} (critical*@beta=B)")
+    parser.add_argument("--kl-weighting", choices=KL_WEIGHTINGS, help="per-token KL weighting")
+    parser.add_argument("--algo", choices=ALGOS, help="RL algorithm")
+    parser.add_argument("--seed", type=int, help="seed of the run (problems, sampling, value head)")
+    parser.add_argument("--episodes-per-update", type=int, help="episodes per update")
+    parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument("--kl-coef", type=float, help="KL coefficient")
+    parser.add_argument("--beta", type=float, help="exponent of the critical weighting J^beta")
+    parser.add_argument(
+        "--temperature", type=float, help="policy sampling temperature (default: the model's)"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    add_device(parser)
+
+
+def rl_config_from_args(args: argparse.Namespace):
+    """The preset (or the config file), then the method, then ``--set`` pairs, then the named flags."""
+    from agents.rl.config import PRESETS, RLConfig
+    from agents.rl.methods import apply_method
+
+    config = RLConfig.from_file(args.config) if args.config else PRESETS[args.preset]
+    overrides = parse_settings(args.set)
+    named = ("kl_weighting", "algo", "seed", "total_episodes", "episodes_per_update", "lr", "kl_coef", "beta")
+    overrides.update({k: getattr(args, k) for k in (*named, "temperature") if getattr(args, k) is not None})
+    if args.method:
+        config = apply_method(config, args.method)
+    return config.with_overrides(**overrides)
+
+
+@command("train", "RL fine-tuning of a reference model (PPO / A2C, weighted KL)", _train_arguments)
+def _train(args: argparse.Namespace) -> int:
+    from agents.lm.model import DEFAULT_REFERENCE
+    from agents.rl.train import open_trainer
+
+    config = rl_config_from_args(args)
+    reference = args.ref or DEFAULT_REFERENCE
+    saved = Path(args.out) / "reference.txt"
+    if args.resume and args.ref is None and saved.exists():
+        reference = saved.read_text().strip()
+    trainer = open_trainer(config, args.out, reference, args.resume, args.device)
+    trainer.run()
+    _print_eval(trainer.evaluate(), trainer.config.split)
+    return 0
+
+
+def _print_eval(metrics: dict[str, float], split: str) -> None:
+    for name in dict.fromkeys(("comfort", split)):
+        greedy = metrics.get(f"{name}_greedy")
+        line = f"{name:>8}: sampled {100 * metrics[f'{name}_sampled']:5.1f}%"
+        print(line + (f"   greedy {100 * greedy:5.1f}%" if greedy is not None else ""))
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="run directory (arith-rl train --out) or model directory")
+    parser.add_argument("--episodes", type=int, default=100, help="problems per split")
+    parser.add_argument("--split", help="harder split, e.g. plus1 (default: the run's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the problems and the sampling")
+    add_device(parser)
+
+
+@command("eval", "accuracy of a fine-tuned run (or any model directory)", _eval_arguments)
+def _eval(args: argparse.Namespace) -> int:
+    from agents.evaluation.accuracy import rl_evaluation
+    from agents.lm.model import TASK_FILE, load_reference
+    from agents.rl.config import RLConfig
+    from agents.rundir import CHECKPOINT, checkpoint_dir
+
+    run = Path(args.run_dir)
+    # A model directory (a finished pre-training) holds the task file; a run, its checkpoint.
+    is_model = (run / TASK_FILE).is_file() or not (run / CHECKPOINT).is_dir()
+    model_dir = run if is_model else checkpoint_dir(run)
+    model, task = load_reference(model_dir)
+    split = args.split
+    # A run directory's config.json is its RLConfig; a model directory's is the model's own.
+    if split is None and model_dir != run and (run / "config.json").is_file():
+        split = RLConfig(**json.loads((run / "config.json").read_text())).split
+    split = split or "plus1"
+    metrics = rl_evaluation(
+        model.to(args.device), task.comfort_digits, split, task.temperature, args.episodes, args.seed
+    )
+    print(f"{model_dir}: N={task.comfort_digits}, T={task.temperature:g}, {args.episodes} episodes per cell")
+    _print_eval(metrics, split)
+    return 0
+
+
+# --------------------------------------------------------------------------- compare and plot
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    from agents.experiments.jobs import ALGOS
+    from agents.experiments.runners import BACKENDS
+    from agents.rl.methods import METHODS
+
+    parser.add_argument("--out", default="runs/compare", help="output directory (re-running resumes it)")
+    parser.add_argument(
+        "--methods", default="uniform,critical", help=f"comma-separated, of: {', '.join(METHODS)}"
+    )
+    parser.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds")
+    parser.add_argument("--algos", default="ppo", help=f"comma-separated, of: {', '.join(ALGOS)}")
+    parser.add_argument("--betas", help="sweep beta for the critical methods, e.g. 10,150,1000,10000")
+    _rl_arguments(parser)
+    parser.add_argument("--threshold", type=float, help="accuracy to reach (default: initial + 0.15)")
+    parser.add_argument("--workers", type=int, help="parallel processes (default: one per CPU core)")
+    parser.add_argument("--backend", default="local", choices=BACKENDS, help="where the runs train")
+    parser.add_argument("--ray-address", help="ray.init address (default: start or find a local Ray)")
+
+
+@command(
+    "compare",
+    "methods x seeds in parallel: CSV, plots and a summary with CIs (defaults: uniform vs critical)",
+    _compare_arguments,
+)
+def _compare(args: argparse.Namespace) -> int:
+    from agents.experiments.compare import compare
+    from agents.experiments.jobs import CompareSettings
+    from agents.rl.methods import beta_sweep
+
+    methods = comma_list(args.methods)
+    if args.betas:
+        methods = beta_sweep(methods, [float(b) for b in comma_list(args.betas)])
+    overrides = parse_settings(args.set)
+    if args.total_episodes is not None:
+        overrides["total_episodes"] = args.total_episodes
+    settings = CompareSettings(
+        methods=tuple(methods),
+        seeds=tuple(int(seed) for seed in comma_list(args.seeds)),
+        algos=tuple(comma_list(args.algos)),
+        preset=args.preset,
+        overrides=tuple(overrides.items()),
+        reference=args.ref,
+        threshold=args.threshold,
+    )
+    started = time.perf_counter()
+    command_line = "arith-rl " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("arith-rl") else ""
+    summary = compare(settings, args.out, args.workers, args.backend, args.ray_address, command=command_line)
+    print(summary.read_text())
+    print(f"wrote {args.out}/: evaluations.csv, critical.csv, accuracy.png, critical.png, summary.md")
+    print(f"({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def _plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", help="run directories (arith-rl train --out)")
+    parser.add_argument("--out", required=True, help="PNG file")
+    parser.add_argument("--labels", help="comma-separated, one per run (default: the directory names)")
+    parser.add_argument("--split", default="plus1", help="the harder split's name in the runs' metrics")
+
+
+@command("plot", "accuracy curves of training runs to a PNG", _plot_arguments)
+def _plot(args: argparse.Namespace) -> int:
+    from agents.experiments.plots import plot_runs
+
+    labels = args.labels.split(",") if args.labels else None
+    print(plot_runs(args.run_dirs, args.out, labels, args.split))
+    return 0

@@ -1,0 +1,128 @@
+"""The jobs of a comparison: which runs, with which settings, and how one of them is trained.
+
+A job is one (algorithm, method, seed) on one reference model, trained into
+``OUT/runs/<algo>-<method>-s<seed>/`` (an ``arith-rl train`` run directory, or an SB3 run).
+:func:`run_job` trains it to the end, resuming or skipping what its directory already holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers.utils import logging
+
+from agents.lm.model import DEFAULT_REFERENCE
+from agents.rl.config import ALGOS as LOCAL_ALGOS
+from agents.rl.config import PRESETS, RLConfig
+from agents.rl.methods import apply_method
+from agents.rl.train import open_trainer
+from agents.rundir import METRICS, read_metrics
+from agents.sb3.train import SB3_ALGOS, train_sb3
+
+ALGOS = (*LOCAL_ALGOS, *SB3_ALGOS)
+"""Every algorithm a comparison can run: ``agents.rl``'s and SB3's."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run of the comparison."""
+
+    algo: str
+    method: str
+    seed: int
+    config: RLConfig
+    reference: str
+    run_dir: str
+    threads: int = 1
+
+    @property
+    def name(self) -> str:
+        return Path(self.run_dir).name
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """What ``arith-rl compare`` runs; the defaults are its embedded default comparison."""
+
+    methods: tuple[str, ...] = ("uniform", "critical")
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    algos: tuple[str, ...] = ("ppo",)
+    preset: str = "cpu"
+    overrides: tuple[tuple[str, object], ...] = ()
+    reference: str | None = None
+    threshold: float | None = None
+    """plus{k} accuracy to reach; None: the initial accuracy + 0.15."""
+
+    def __post_init__(self) -> None:
+        for algo in self.algos:
+            if algo not in ALGOS:
+                raise ValueError(f"unknown algorithm {algo!r}; expected some of {ALGOS}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if not self.methods or not self.seeds or not self.algos:
+            raise ValueError("compare needs at least one method, seed and algorithm")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds repeat: {self.seeds}")
+
+    def jobs(self, out: str | Path, threads: int = 1) -> list[Job]:
+        """One job per (algorithm, method, seed); unknown methods or settings fail here, before any run."""
+        reference = str(self.reference or DEFAULT_REFERENCE)
+        base = PRESETS[self.preset].with_overrides(**dict(self.overrides))
+        jobs = []
+        for algo in self.algos:
+            for method in self.methods:
+                config = apply_method(base, method)
+                if algo in LOCAL_ALGOS:
+                    config = config.with_overrides(algo=algo)
+                for seed in self.seeds:
+                    run_dir = Path(out) / "runs" / f"{algo}-{method}-s{seed}"
+                    jobs.append(
+                        Job(
+                            algo,
+                            method,
+                            seed,
+                            config.with_overrides(seed=seed),
+                            reference,
+                            str(run_dir),
+                            threads,
+                        )
+                    )
+        return jobs
+
+
+def run_job(job: Job, on_update: Callable[[dict], None] | None = None) -> str:
+    """Train one job to the end (resuming or skipping work already in its run directory)."""
+    torch.set_num_threads(job.threads)
+    logging.disable_progress_bar()  # one "Loading weights" bar per run would bury the overall one
+    if job.algo in SB3_ALGOS:
+        if not _finished(job):
+            _reset(Path(job.run_dir))  # an SB3 run cannot resume mid-way: start it again
+            train_sb3(job.config, job.run_dir, job.reference, job.algo, on_update=on_update)
+        return job.run_dir
+    trainer = open_trainer(job.config, job.run_dir, job.reference, resume=None)
+    if trainer.update < job.config.num_updates:
+        trainer.run(progress=False, on_update=on_update)
+    return job.run_dir
+
+
+def _finished(job: Job) -> bool:
+    """Whether an SB3 run ended: its model is saved only after the final evaluation."""
+    return (Path(job.run_dir) / "sb3_model.zip").is_file()
+
+
+def episodes_done(job: Job) -> int:
+    """Episodes a run directory already holds: what a resumed run will not train again."""
+    if job.algo in SB3_ALGOS:  # an unfinished SB3 run starts again
+        return job.config.total_episodes if _finished(job) else 0
+    if not (Path(job.run_dir) / METRICS).is_file():
+        return 0
+    rows = read_metrics(job.run_dir)
+    return min(int(rows[-1]["episodes"]), job.config.total_episodes) if rows else 0
+
+
+def _reset(run_dir: Path) -> None:
+    for name in (METRICS, "sb3_model.zip"):
+        (run_dir / name).unlink(missing_ok=True)

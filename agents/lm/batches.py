@@ -1,0 +1,55 @@
+"""Teacher-forced batches: prompt + target text as one right-padded sequence, labels on the target.
+
+Pre-training learns from them; the evaluation's teacher forcing reads the model's
+probabilities of the right tokens from them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
+from arith_gym.tokenizer import PAD_ID, encode
+
+IGNORE_INDEX = -100
+"""The label of a position that is not scored (the prompt, padding, unscored critical tokens)."""
+
+
+def make_batch(
+    problems: list[tuple[int, int]],
+    offsets: np.ndarray | None = None,
+    unscored_critical_of: int | None = None,
+    unscored_kinds: frozenset[str] = frozenset({"comma", "digit"}),
+) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` (target only).
+
+    With ``unscored_critical_of=N`` the structural critical tokens of ``unscored_kinds`` for a
+    comfort zone of N digits get no label (problems within the comfort zone have none).
+    """
+    prompts = [encode(prompt_text(a, b)) for a, b in problems]
+    targets = [encode(target_text(a, b)) for a, b in problems]
+    width = max(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
+    input_ids = np.full((len(problems), width), PAD_ID, dtype=np.int64)
+    labels = np.full_like(input_ids, IGNORE_INDEX)
+    attention = np.zeros_like(input_ids)
+    for row, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
+        end = len(prompt) + len(target)
+        input_ids[row, :end] = np.concatenate([prompt, target])
+        labels[row, len(prompt) : end] = target
+        attention[row, :end] = 1
+        if unscored_critical_of is not None:
+            a, b = problems[row]
+            critical = [
+                t.position for t in critical_tokens(a, b, unscored_critical_of) if t.kind in unscored_kinds
+            ]
+            labels[row, len(prompt) + np.asarray(critical, dtype=np.int64)] = IGNORE_INDEX
+    positions = np.tile(np.arange(width), (len(problems), 1))  # writable: torch shares the memory
+    if offsets is not None:
+        positions = positions + offsets[:, None]
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(attention),
+        "position_ids": torch.from_numpy(positions),
+        "labels": torch.from_numpy(labels),
+    }
