@@ -28,6 +28,17 @@ CERTAINTY_KINDS: tuple[str, ...] = ("negentropy", "max_prob")
 WEIGHTINGS: tuple[str, ...] = ("none", "uniform", "critical")
 
 
+MAX_BETA = 1e6
+"""The largest β :func:`kl_weights` takes: far past any useful value (J^β is then 0 in float32
+for every J below 0.9999), and well inside float32 (β = 1e39 overflowed it and gave NaN at J = 1)."""
+
+
+def _check_no_nan(name: str, x: Tensor) -> None:
+    """A NaN would silently change the objective (a NaN certainty used to switch the KL off)."""
+    if torch.isnan(x).any():
+        raise ValueError(f"{name} holds NaN")
+
+
 def _at_least_float32(x: Tensor) -> Tensor:
     """``x`` as a floating tensor of at least float32 precision (float64 stays float64).
 
@@ -112,14 +123,23 @@ def kl_estimate(
     Returns:
         The estimate per token, shape ``[...]``. Gradients flow through every input.
 
+    Computed in at least float32 (fp16/bf16 inputs are upcast).
+
     Raises:
-        ValueError: for an unknown ``name``, mismatched shapes, or ``"full"`` without both vectors.
+        ValueError: for an unknown ``name``, mismatched shapes, ``"full"`` without both vectors,
+            NaN inputs, or ``logp = -inf`` (a sampled token the policy gives probability 0).
     """
     if name not in KL_ESTIMATORS:
         raise ValueError(f"unknown KL estimator {name!r}; expected one of {KL_ESTIMATORS}")
     # No silent broadcasting: [B, T] against [B, T, 1] would give a [B, T, T] "KL".
     if logp.shape != ref_logp.shape:
         raise ValueError(f"logp {tuple(logp.shape)} and ref_logp {tuple(ref_logp.shape)} differ in shape")
+    # fp16/bf16 log-probs overflow the estimators (k3 at logp -12, ref 0 is inf in fp16).
+    logp, ref_logp = _at_least_float32(logp), _at_least_float32(ref_logp)
+    _check_no_nan("logp", logp)
+    _check_no_nan("ref_logp", ref_logp)
+    if torch.isneginf(logp).any():
+        raise ValueError("logp holds -inf: a sampled token has probability 0 under the policy")
     if name == "k1":
         return kl_k1(logp, ref_logp)
     if name == "k2":
@@ -133,7 +153,7 @@ def kl_estimate(
             f"log_probs {tuple(log_probs.shape)} does not match logp {tuple(logp.shape)} "
             "(expected logp.shape + (V,))"
         )
-    return kl_full(log_probs, ref_log_probs)
+    return kl_full(_at_least_float32(log_probs), _at_least_float32(ref_log_probs))
 
 
 # --------------------------------------------------------------------------- certainty
@@ -203,7 +223,7 @@ def kl_weights(
               exactly ``b``.
         certainty: the reference's certainty ``J ∈ [0, 1]``, any shape (see :func:`certainty`);
             required for ``"critical"``. Values outside [0, 1] are clamped.
-        beta: exponent ``β > 0`` (finite); large values (1e4) are fine.
+        beta: exponent ``0 < β <=`` :data:`MAX_BETA`; large values (1e4) are fine.
         floor: ``b ∈ [0, 1]``, the smallest weight any token gets.
 
     Returns:
@@ -212,13 +232,13 @@ def kl_weights(
         that broadcasts against any per-token KL.
 
     Raises:
-        ValueError: for an unknown ``weighting``, ``beta ≤ 0`` or non-finite, ``floor``
-            outside [0, 1], or ``"critical"`` without ``certainty``.
+        ValueError: for an unknown ``weighting``, ``beta`` outside (0, MAX_BETA], ``floor``
+            outside [0, 1], ``"critical"`` without ``certainty``, or a NaN certainty.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown KL weighting {weighting!r}; expected one of {WEIGHTINGS}")
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta must be a finite number > 0, got {beta}")
+    if not (math.isfinite(beta) and 0 < beta <= MAX_BETA):
+        raise ValueError(f"beta must be a number in (0, {MAX_BETA:g}], got {beta}")
     if not 0.0 <= floor <= 1.0:
         raise ValueError(f"floor must be in [0, 1], got {floor}")
 
@@ -230,6 +250,7 @@ def kl_weights(
 
     if certainty is None:
         raise ValueError('the "critical" KL weighting needs the reference certainty J')
+    _check_no_nan("certainty", certainty)
     # The weights come from the frozen reference; gradients must not flow through them.
     j = _at_least_float32(certainty.detach()).clamp(0.0, 1.0)
     # J^β as exp(β log J): pow with β = 1e4 is fine too, but this form makes the edge

@@ -18,6 +18,9 @@ from __future__ import annotations
 import csv
 import pickle
 import shutil
+import signal
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -197,4 +200,39 @@ def open_run(run_dir: str | Path, resume: bool | None, config_file: str) -> bool
                 shutil.rmtree(target)
             else:
                 target.unlink(missing_ok=True)
+    run.mkdir(parents=True, exist_ok=True)  # an --out that cannot be a directory fails here, first
     return False
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+class InterruptAtBoundary:
+    """Context manager that holds a Ctrl-C (SIGINT) until the training loop reaches a boundary.
+
+    A checkpoint must hold the state between two updates (or steps): one saved mid-rollout has
+    an advanced random generator, one saved between two minibatches a half-applied update, and
+    neither resumes exactly. Inside the block the first Ctrl-C only sets :attr:`requested` (the
+    loop then finishes its update, saves and raises ``KeyboardInterrupt``); a second one stops at
+    once, keeping the last checkpoint. Outside the main thread (where Python delivers no signals)
+    it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> InterruptAtBoundary:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: finishing this update, then saving (Ctrl-C again stops now)", file=sys.stderr)
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

@@ -20,6 +20,8 @@ import re
 
 import numpy as np
 
+from arith_gym.scratchpad import MAX_OPERAND_DIGITS
+
 _SPLIT = re.compile(r"comfort|plus([1-9][0-9]*)")
 
 
@@ -32,8 +34,19 @@ def split_offset(split: str) -> int:
 
 
 def max_digits(split: str, comfort_digits: int) -> int:
-    """The largest operand digit count that ``split`` can draw."""
-    return comfort_digits + split_offset(split)
+    """The largest operand digit count that ``split`` can draw.
+
+    Raises:
+        ValueError: naming ``comfort_digits`` and ``split`` when it exceeds
+            :data:`~arith_gym.scratchpad.MAX_OPERAND_DIGITS`.
+    """
+    longest = comfort_digits + split_offset(split)
+    if longest > MAX_OPERAND_DIGITS:
+        raise ValueError(
+            f"comfort_digits={comfort_digits} with split={split!r} draws operands of {longest} digits; "
+            f"the task's maximum is {MAX_OPERAND_DIGITS}"
+        )
+    return longest
 
 
 def _check_comfort_digits(comfort_digits: object) -> int:
@@ -43,6 +56,8 @@ def _check_comfort_digits(comfort_digits: object) -> int:
         or comfort_digits < 1
     ):
         raise ValueError(f"comfort_digits must be a positive integer, got {comfort_digits!r}")
+    if comfort_digits > MAX_OPERAND_DIGITS:
+        raise ValueError(f"comfort_digits must be at most {MAX_OPERAND_DIGITS}, got {comfort_digits}")
     return int(comfort_digits)
 
 
@@ -94,14 +109,15 @@ def draw_operands(rng: np.random.Generator, offset: int, comfort_digits: int) ->
 
 def sample_number(rng: np.random.Generator, digits: int) -> int:
     """A number drawn uniformly among those with exactly ``digits`` digits (0 counts as 1 digit)."""
-    if digits < 1:
-        raise ValueError(f"digits must be at least 1, got {digits}")
+    if not 1 <= digits <= MAX_OPERAND_DIGITS:
+        raise ValueError(f"digits must be in 1..{MAX_OPERAND_DIGITS}, got {digits}")
     return _draw_number(rng, digits)
 
 
 def sample_digit_counts(rng: np.random.Generator, split: str, comfort_digits: int) -> tuple[int, int]:
     """The digit counts of the two operands of one problem of ``split``."""
     comfort_digits = _check_comfort_digits(comfort_digits)
+    max_digits(split, comfort_digits)  # checks the split and the longest operand
     return _draw_digit_counts(rng, split_offset(split), comfort_digits)
 
 
@@ -111,6 +127,7 @@ def sample_operands(rng: np.random.Generator, split: str, comfort_digits: int) -
     Checks its arguments, then draws with :func:`draw_operands`.
     """
     comfort_digits = _check_comfort_digits(comfort_digits)
+    max_digits(split, comfort_digits)  # checks the split and the longest operand
     return draw_operands(rng, split_offset(split), comfort_digits)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from arith_gym import operands, scratchpad, tokenizer
@@ -231,6 +232,19 @@ def check_actions(actions: object, num_envs: int) -> np.ndarray:
         i = int(bad.argmax())
         raise ValueError(f"action {array[i]} of env {i} is outside the action space Discrete({VOCAB_SIZE})")
     return array.astype(np.int64, copy=False)
+
+
+def check_reset_mask(mask: object, n: int, first: bool) -> np.ndarray:
+    """A vector env's ``options["reset_mask"]`` (None: every env); the ``first`` reset resets all."""
+    if mask is None:
+        return np.ones(n, dtype=bool)
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n,):
+        raise ValueError(f"options['reset_mask'] must be a numpy bool array of shape ({n},), got {mask!r}")
+    if not mask.any():
+        raise ValueError("options['reset_mask'] must select at least one env")
+    if first and not mask.all():
+        raise gym.error.ResetNeeded("the first reset() must reset every env (no reset_mask)")
+    return mask
 
 
 def check_seeds(seed: object, n: int) -> list[int | None]:

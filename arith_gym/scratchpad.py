@@ -57,14 +57,24 @@ class CriticalToken:
         return cls(position, line, operand, index, CRITICAL_KINDS[kind])
 
 
+MAX_OPERAND_DIGITS = 256
+"""The longest operand the task takes. A scratchpad grows with the square of the operand length:
+at 256 digits a target is about 260,000 characters (an env's observation about 2 MB); at 3,000 a
+single env took 1.4 GB, and beyond 4,300 digits Python refuses to print the number at all."""
+_OPERAND_LIMIT = 10**MAX_OPERAND_DIGITS
+
+
 def check_operand(value: object, name: str = "operand") -> int:
-    """Return ``value`` if it is a non-negative integer, else raise ``ValueError``."""
+    """Return ``value`` if it is a non-negative integer of at most :data:`MAX_OPERAND_DIGITS`
+    digits, else raise ``ValueError`` naming it."""
     # bool is an Integral too, but True+False is not an addition problem anyone means.
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     value = int(value)
     if value < 0:
         raise ValueError(f"{name} must be non-negative, got {value}")
+    if value >= _OPERAND_LIMIT:
+        raise ValueError(f"{name} has more than {MAX_OPERAND_DIGITS} digits (the task's maximum)")
     return value
 
 

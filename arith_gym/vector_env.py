@@ -27,6 +27,7 @@ from arith_gym.rules import (
     EnvConfig,
     check_actions,
     check_forced_operands,
+    check_reset_mask,
     check_reset_options,
     check_seeds,
     judge,
@@ -182,7 +183,7 @@ class AdditionVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all envs, or those in ``options["reset_mask"]``; see the class docstring."""
         options = check_reset_options(options, ("operands", "reset_mask"))
-        mask = self._reset_mask(options.get("reset_mask"))
+        mask = check_reset_mask(options.get("reset_mask"), self.num_envs, first=self._needs_reset)
         seeds = check_seeds(seed, self.num_envs)
         forced = check_forced_operands(options.get("operands"), mask, self.config)
         envs = np.flatnonzero(mask)
@@ -195,20 +196,6 @@ class AdditionVectorEnv(VectorEnv):
         for key in ("a", "b", "prompt", "target", "text", "on_track"):
             infos[f"_{key}"] = mask.copy()
         return self._obs.copy(), infos
-
-    def _reset_mask(self, mask: object) -> np.ndarray:
-        n = self.num_envs
-        if mask is None:
-            return np.ones(n, dtype=bool)
-        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n,):
-            raise ValueError(
-                f"options['reset_mask'] must be a numpy bool array of shape ({n},), got {mask!r}"
-            )
-        if not mask.any():
-            raise ValueError("options['reset_mask'] must select at least one env")
-        if self._needs_reset and not mask.all():
-            raise gym.error.ResetNeeded("the first reset() must reset every env (no reset_mask)")
-        return mask
 
     def _load(self, envs: np.ndarray, forced: list[tuple[int, int] | None] | None = None) -> None:
         """Start new episodes in ``envs``: env i gets ``forced[i]`` (checked) or its generator's problem.
@@ -372,27 +359,21 @@ class AdditionVectorEnv(VectorEnv):
         ended: np.ndarray,
     ) -> dict[str, Any]:
         """The info dict from the current state; every array is new (callers may keep them)."""
-        everywhere = np.ones(self.num_envs, dtype=bool)
-        return {
+        infos: dict[str, Any] = {
             "a": self._a.copy(),
-            "_a": everywhere.copy(),
             "b": self._b.copy(),
-            "_b": everywhere.copy(),
             "prompt": self._prompts.copy(),
-            "_prompt": everywhere.copy(),
             "target": strings(self._target_codes, int(self._target_lengths.max())),
-            "_target": everywhere.copy(),
             "text": self._texts(),
-            "_text": everywhere.copy(),
             "on_track": self._on_track.copy(),
-            "_on_track": everywhere,
-            "critical": dict(zip(CRITICAL_FIELDS, critical_fields, strict=True)),
-            "_critical": critical_mask,
-            "correct": correct,
-            "_correct": ended,
-            "result": result,
-            "_result": ended.copy(),
         }
+        for key in list(infos):  # valid for every env
+            infos[f"_{key}"] = np.ones(self.num_envs, dtype=bool)
+        infos.update(
+            critical=dict(zip(CRITICAL_FIELDS, critical_fields, strict=True)), _critical=critical_mask
+        )
+        infos.update(correct=correct, _correct=ended, result=result, _result=ended.copy())
+        return infos
 
     # ---------------------------------------------------------------- render
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import warnings
 
 import gymnasium as gym
@@ -14,8 +15,9 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import arith_gym
 from arith_gym.env import AdditionEnv
 from arith_gym.rules import EPISODE_STEP_SLACK
-from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
+from arith_gym.scratchpad import MAX_OPERAND_DIGITS, critical_tokens, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, TOKEN_TO_ID, VOCAB_SIZE, encode
+from arith_gym.vector_env import AdditionVectorEnv
 
 SPACE = TOKEN_TO_ID[" "]
 
@@ -329,3 +331,35 @@ def test_registration() -> None:
     assert env.unwrapped.config.comfort_digits == 2 and env.unwrapped.config.split == "plus3"
     _, info = env.reset(seed=1)
     assert max(len(str(info["a"])), len(str(info["b"]))) == 5
+
+
+# ----------------------------------------------------------------------------- extreme arguments
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"comfort_digits": 10**4}, "comfort_digits=10000"),
+        ({"comfort_digits": 10**6}, "comfort_digits=1000000"),
+        ({"comfort_digits": 3000}, "comfort_digits=3000"),
+        ({"split": "plus10000000"}, "split='plus10000000'"),
+    ],
+)
+def test_sizes_beyond_the_maximum_are_refused_by_name(kwargs, named):
+    with pytest.raises(ValueError, match=re.escape(named)) as error:
+        AdditionEnv(**kwargs)
+    assert str(MAX_OPERAND_DIGITS) in str(error.value)
+
+
+def test_forced_operands_beyond_the_maximum_are_refused_by_name():
+    env = AdditionEnv(comfort_digits=3, split="plus1")
+    with pytest.raises(ValueError, match=r"operands\[0\] has more than 256 digits"):
+        env.reset(options={"operands": (10**300, 1)})
+
+
+def test_vector_env_step_names_a_bad_action_batch():
+    env = AdditionVectorEnv(2, comfort_digits=1, split="plus1")
+    env.reset(seed=0)
+    for bad in (3, None):
+        with pytest.raises(TypeError, match="actions must be an array or list of 2 integer token ids"):
+            env.step(bad)

@@ -302,3 +302,29 @@ def test_weight_errors() -> None:
             kl_weights("critical", j, floor=bad)
     with pytest.raises(ValueError, match="needs the reference certainty"):
         kl_weights("critical")
+
+
+# ----------------------------------------------------------------------------- numerics at the edges
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_estimators_are_computed_in_float32(dtype):
+    logp, ref = torch.tensor([-12.0], dtype=dtype), torch.tensor([0.0], dtype=dtype)
+    k3 = kl_estimate("k3", logp, ref)
+    assert k3.dtype == torch.float32
+    assert torch.isfinite(k3).all() and k3.item() == pytest.approx(math.exp(12) - 13, rel=1e-3)
+
+
+def test_nan_inputs_raise_rather_than_change_the_objective():
+    with pytest.raises(ValueError, match="certainty holds NaN"):
+        kl_weights("critical", torch.tensor([0.5, float("nan")]))
+    with pytest.raises(ValueError, match="logp holds NaN"):
+        kl_estimate("k2", torch.tensor([float("nan")]), torch.tensor([0.0]))
+    with pytest.raises(ValueError, match="logp holds -inf"):
+        kl_estimate("k3", torch.tensor([float("-inf")]), torch.tensor([0.0]))
+
+
+def test_beta_is_bounded_to_what_float32_holds():
+    with pytest.raises(ValueError, match="beta must be a number in"):
+        kl_weights("critical", torch.tensor([1.0]), beta=1e39)
+    assert kl_weights("critical", torch.tensor([1.0, 0.5]), beta=1e6).tolist() == [1.0, 0.0]

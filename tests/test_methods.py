@@ -8,7 +8,7 @@ import torch
 from agents.rl.config import RLConfig
 from agents.rl.methods import METHODS, apply_method, beta_sweep, method_settings
 from agents.rl.ppo import kl_cov_tokens, policy_gradient_tokens, ppo_update, token_kl_weights, top_fraction
-from agents.rl.train import Trainer
+from agents.rl.trainer import Trainer
 
 SMALL = RLConfig(
     lr=1e-3,

@@ -164,7 +164,7 @@ def test_config_validation(bad):
 
 def test_config_from_dict_rejects_unknown_names():
     assert PretrainConfig.from_dict({"steps": 5}).steps == 5
-    with pytest.raises(ValueError, match="unknown pre-training settings: \\['stepz'\\]"):
+    with pytest.raises(ValueError, match="pre-training settings: unknown settings \\['stepz'\\]"):
         PretrainConfig.from_dict({"stepz": 5})
 
 

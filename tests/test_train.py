@@ -1,16 +1,20 @@
-"""The RL fine-tuning loop (agents/rl/train.py): determinism, exact resume, run directories."""
+"""The RL fine-tuning loop (agents/rl/trainer.py): determinism, exact resume, run directories."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from agents.lm.model import load_reference
 from agents.rl.config import RLConfig
-from agents.rl.train import Trainer, derived_seed, train
+from agents.rl.trainer import Trainer, derived_seed, train
 from agents.rundir import CHECKPOINT, read_metrics
 
 # 4 updates of 4 episodes of a micro model; evaluation at update 0 and at the end.
@@ -140,25 +144,89 @@ def test_derived_seeds_are_distinct_and_stable():
     assert derived_seed(0, 0, 5) == derived_seed(0, 0, 5) != derived_seed(1, 0, 5)
 
 
-def test_ctrl_c_saves_a_checkpoint_before_exiting(micro_reference_dir, tmp_path, monkeypatch):
-    config = CONFIG.with_overrides(checkpoint_every=100)  # no periodic save: only the interrupt's
-    trainer = Trainer(config, micro_reference_dir, tmp_path / "run")
-    real_update = trainer.train_one_update
-    calls = []
-
-    def interrupt_on_second_update():
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_update()
-
-    monkeypatch.setattr(trainer, "train_one_update", interrupt_on_second_update)
+def _interrupted_then_resumed(config, reference, run_dir, monkeypatch, send_sigint_when):
+    """Train ``config``, send a real SIGINT when ``send_sigint_when(trainer)`` says, then resume."""
+    trainer = Trainer(config, reference, run_dir)
+    send_sigint_when(trainer, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         trainer.run(progress=False)
-    resumed = Trainer(config, micro_reference_dir, tmp_path / "run")
+    monkeypatch.undo()
+    resumed = train(config, run_dir, reference, resume=True, progress=False)
+    return trainer, resumed
+
+
+def _sigint_during_rollout_of_update_2(trainer, monkeypatch):
+    import agents.rl.trainer as train_module
+
+    real, calls = train_module.collect_rollout, []
+
+    def rollout(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the rollout of update 2, before its first action is drawn
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "collect_rollout", rollout)
+
+
+def _sigint_between_minibatches_of_update_2(trainer, monkeypatch):
+    real, calls = trainer.optimizer.step, []
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        result = real(*args, **kwargs)
+        if len(calls) == 5:  # update 2's first of 4 minibatch steps has been applied
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(trainer.optimizer, "step", step)
+
+
+@pytest.mark.parametrize(
+    "when", [_sigint_during_rollout_of_update_2, _sigint_between_minibatches_of_update_2]
+)
+def test_ctrl_c_finishes_the_update_saves_and_resumes_exactly(
+    when, straight_run, micro_reference_dir, tmp_path, monkeypatch
+):
+    straight, straight_dir = straight_run
+    config = CONFIG.with_overrides(checkpoint_every=100)  # the only save is the interrupt's
+    interrupted, _ = _interrupted_then_resumed(config, micro_reference_dir, tmp_path, monkeypatch, when)
+    assert interrupted.update == 2  # the interrupted update ran to its end
+    resumed = Trainer(config, micro_reference_dir, tmp_path)
     resumed.load()
-    assert resumed.update == 1 and resumed.episodes == CONFIG.episodes_per_update
-    _assert_same_weights(_state(resumed), _state(trainer))
+    assert resumed.update == 4
+    _assert_same_weights(_state(resumed), _state(straight))
+    assert _rows(tmp_path) == _rows(straight_dir)
+
+
+KILL_SCRIPT = """
+import json, os, signal, sys
+from agents.rl.config import RLConfig
+from agents.rl.trainer import open_trainer
+config = RLConfig.from_dict(json.loads(sys.argv[1]))
+trainer = open_trainer(config, sys.argv[2], sys.argv[3], resume=None)
+kill_at = int(sys.argv[4])
+def kill(row):
+    if row["update"] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+trainer.run(progress=False, on_update=kill)
+"""
+
+
+@pytest.mark.parametrize("kill_at", [2, 4])  # before the first checkpoint (3); after it, before the last
+def test_kill_9_then_resume_equals_an_uninterrupted_run(kill_at, straight_run, micro_reference_dir, tmp_path):
+    straight, straight_dir = straight_run
+    config = CONFIG.with_overrides(checkpoint_every=3)
+    argv = [sys.executable, "-c", KILL_SCRIPT, config.to_json(), str(tmp_path), str(micro_reference_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the thread count of this process (conftest)
+    killed = subprocess.run([*argv, str(kill_at)], env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert read_metrics(tmp_path)[-1]["update"] == kill_at  # logged, then killed
+    train(config, tmp_path, micro_reference_dir, resume=None, progress=False)  # what compare does
+    resumed = Trainer(config, micro_reference_dir, tmp_path)
+    resumed.load()
+    _assert_same_weights(_state(resumed), _state(straight))
+    assert _rows(tmp_path) == _rows(straight_dir)
 
 
 def test_resume_drops_the_rows_logged_after_the_checkpoint(straight_run, micro_reference_dir, tmp_path):

@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(invoked if invoked in COMMANDS else None).parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, MissingExtra) as err:
+    except (ValueError, OSError, MissingExtra) as err:  # OSError: FileNotFoundError, an unwritable --out, ...
         print(f"arith-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

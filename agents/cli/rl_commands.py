@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -64,7 +63,7 @@ def rl_config_from_args(args: argparse.Namespace):
 @command("train", "RL fine-tuning of a reference model (PPO / A2C, weighted KL)", _train_arguments)
 def _train(args: argparse.Namespace) -> int:
     from agents.lm.model import DEFAULT_REFERENCE
-    from agents.rl.train import open_trainer
+    from agents.rl.trainer import open_trainer
 
     config = rl_config_from_args(args)
     reference = args.ref or DEFAULT_REFERENCE
@@ -98,17 +97,19 @@ def _eval(args: argparse.Namespace) -> int:
     from agents.lm.model import TASK_FILE, load_reference
     from agents.rl.config import RLConfig
     from agents.rundir import CHECKPOINT, checkpoint_dir
+    from agents.settings import read_json
 
     run = Path(args.run_dir)
     # A model directory (a finished pre-training) holds the task file; a run, its checkpoint.
     is_model = (run / TASK_FILE).is_file() or not (run / CHECKPOINT).is_dir()
     model_dir = run if is_model else checkpoint_dir(run)
-    model, task = load_reference(model_dir)
     split = args.split
     # A run directory's config.json is its RLConfig; a model directory's is the model's own.
     if split is None and model_dir != run and (run / "config.json").is_file():
-        split = RLConfig(**json.loads((run / "config.json").read_text())).split
+        config_file = run / "config.json"
+        split = RLConfig.from_dict(read_json(config_file), str(config_file)).split
     split = split or "plus1"
+    model, task = load_reference(model_dir)
     metrics = rl_evaluation(
         model.to(args.device), task.comfort_digits, split, task.temperature, args.episodes, args.seed
     )

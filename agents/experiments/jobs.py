@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers.utils import logging
 
 from agents.lm.model import DEFAULT_REFERENCE
 from agents.rl.config import ALGOS as LOCAL_ALGOS
 from agents.rl.config import PRESETS, RLConfig
 from agents.rl.methods import apply_method
-from agents.rl.train import open_trainer
+from agents.rl.trainer import open_trainer
 from agents.rundir import METRICS, read_metrics
 from agents.sb3.train import SB3_ALGOS, train_sb3
 
@@ -96,7 +95,6 @@ class CompareSettings:
 def run_job(job: Job, on_update: Callable[[dict], None] | None = None) -> str:
     """Train one job to the end (resuming or skipping work already in its run directory)."""
     torch.set_num_threads(job.threads)
-    logging.disable_progress_bar()  # one "Loading weights" bar per run would bury the overall one
     if job.algo in SB3_ALGOS:
         if not _finished(job):
             _reset(Path(job.run_dir))  # an SB3 run cannot resume mid-way: start it again

@@ -11,10 +11,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import transformers
+from packaging.version import Version
 from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, DynamicLayer
 
 from arith_gym.tokenizer import PAD_ID
+
+CACHE_KEYWORD = "cache" if Version(transformers.__version__) >= Version("5.24") else "past_key_values"
+"""The forward keyword (and output field) of a KV cache: transformers 5.24 renamed
+``past_key_values`` to ``cache`` (the old name warns on every call there and goes in 5.40)."""
 
 
 def left_pad(prompts: Sequence[np.ndarray], device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
@@ -90,7 +96,9 @@ class CachedDecoder:
         decoder = cls(model)
         device = decoder.device
         shared = Cache(layer_class_to_replicate=_GrowingLayer)
-        model(input_ids=torch.as_tensor(context, device=device)[None], past_key_values=shared, use_cache=True)
+        model(
+            input_ids=torch.as_tensor(context, device=device)[None], use_cache=True, **{CACHE_KEYWORD: shared}
+        )
         decoder.cache = Cache(layer_class_to_replicate=_GrowingLayer)
         rows = len(lengths)
         for index, layer in enumerate(shared.layers):
@@ -121,8 +129,8 @@ class CachedDecoder:
             input_ids=input_ids,
             attention_mask=self.attention,
             position_ids=positions,
-            past_key_values=self.cache,
             use_cache=True,
+            **{CACHE_KEYWORD: self.cache},
         )
 
 

@@ -9,12 +9,15 @@ task it was trained for (``comfort_digits``) and the RL sampling temperature.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from arith_gym.tokenizer import PAD_ID, PAD_TOKEN, VOCAB, VOCAB_SIZE
 
@@ -106,7 +109,8 @@ def save_reference(model: PreTrainedModel, out_dir: str | Path, task: TaskInfo) 
     """Save ``model``, the tokenizer and ``arith_gym.json`` into ``out_dir`` (safetensors)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    with _no_progress_bar():
+        model.save_pretrained(out, safe_serialization=True)
     build_tokenizer().save_pretrained(out)
     (out / TASK_FILE).write_text(json.dumps(asdict(task), indent=2) + "\n")
     return out
@@ -127,8 +131,8 @@ def load_reference(model_dir: str | Path = DEFAULT_REFERENCE) -> tuple[GPT2LMHea
     """Load a reference model directory offline, checking it fits the arith_gym vocabulary.
 
     Raises:
-        CheckpointError: the directory is missing, lacks a file, is corrupt, or its
-            vocabulary differs from ``arith_gym.tokenizer.VOCAB``.
+        CheckpointError: the directory is missing, lacks a file, is corrupt (non-finite
+            weights included), or its vocabulary differs from ``arith_gym.tokenizer.VOCAB``.
     """
     path = Path(model_dir)
     if not path.is_dir():
@@ -138,12 +142,28 @@ def load_reference(model_dir: str | Path = DEFAULT_REFERENCE) -> tuple[GPT2LMHea
             raise CheckpointError(f"{path} has no {required}: not a complete model directory")
     task = load_task_info(path)
     try:
-        model = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
+        with _no_progress_bar():
+            model = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
     except Exception as err:  # transformers raises many types for a damaged directory
         raise CheckpointError(f"could not load the model in {path}: {err}") from err
     check_vocabulary(model)
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():  # damaged bytes load, then poison every sample
+            raise CheckpointError(f"{path / 'model.safetensors'} is damaged: {name} holds non-finite values")
     model.eval()
     return model, task
+
+
+@contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """transformers draws a bar to load or write even a local file of a few MB: noise here."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def check_vocabulary(model: PreTrainedModel) -> None:

@@ -14,8 +14,9 @@ evaluation, and checkpoints (weights, optimizer, scheduler, data generator) from
 from __future__ import annotations
 
 import json
+import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from agents.lm.model import TaskInfo, build_model, save_reference
 from agents.rundir import (
     CHECKPOINT,
     METRICS,
+    InterruptAtBoundary,
     append_row,
     checkpoint_dir,
     load_trainer_state,
@@ -38,6 +40,7 @@ from agents.rundir import (
     trim_metrics,
     write_dir,
 )
+from agents.settings import check_field_types, settings_from_mapping
 from arith_gym.operands import problems_with_digits, sample_operands, split_for
 
 UNSCORED_CHOICES: dict[str, frozenset[str]] = {
@@ -80,6 +83,7 @@ class PretrainConfig:
     checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         positive = (
             "comfort_digits",
             "steps",
@@ -103,14 +107,12 @@ class PretrainConfig:
             raise ValueError("warmup_steps and max_position_offset must be non-negative")
 
     @classmethod
-    def from_dict(cls, values: dict) -> PretrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown pre-training settings: {sorted(unknown)}")
-        if isinstance(values.get("unscored_critical"), bool):  # written before it took a kind
+    def from_dict(cls, values: dict, source: str = "pre-training settings") -> PretrainConfig:
+        """A PretrainConfig from a JSON object (e.g. ``pretrain_config.json``); errors name ``source``."""
+        if isinstance(values, dict) and isinstance(values.get("unscored_critical"), bool):
+            # Written before the setting took a kind of critical token.
             values = {**values, "unscored_critical": "all" if values["unscored_critical"] else "none"}
-        return cls(**values)
+        return settings_from_mapping(cls, values, source)
 
 
 def sample_training_problem(rng: np.random.Generator, config: PretrainConfig) -> tuple[int, int]:
@@ -217,26 +219,33 @@ def pretrain(
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="pretrain", dynamic_ncols=True)
     started, tokens = time.perf_counter(), 0
     last = config.steps if stop_after is None else min(config.steps, step + stop_after)
-    while step < last:
-        batch = {k: v.to(device) for k, v in next_batch(rng, config).items()}
-        loss = model(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        tokens += int(batch["attention_mask"].sum())
-        row = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
-        if evaluate_fn is not None and (step % config.eval_every == 0 or step == config.steps):
-            model.eval()
-            row.update(evaluate_fn(model, config))
-            model.train()
-            append_row(metrics_path, row)
-        bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
-        bar.update(1)
-        if step % config.checkpoint_every == 0 or step == last:
-            save_state(out, model, optimizer, scheduler, rng, step, config)
+    with InterruptAtBoundary() as interrupt:
+        while step < last:
+            batch = {k: v.to(device) for k, v in next_batch(rng, config).items()}
+            loss = model(**batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            tokens += int(batch["attention_mask"].sum())
+            row = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+            if evaluate_fn is not None and (step % config.eval_every == 0 or step == config.steps):
+                model.eval()
+                row.update(evaluate_fn(model, config))
+                model.train()
+                append_row(metrics_path, row)
+            bar.set_postfix(
+                loss=f"{row['loss']:.4f}", tok_s=f"{tokens / (time.perf_counter() - started):.0f}"
+            )
+            bar.update(1)
+            if step % config.checkpoint_every == 0 or step == last or interrupt.requested:
+                save_state(out, model, optimizer, scheduler, rng, step, config)
+            if interrupt.requested:
+                bar.close()
+                print(f"interrupted: saved at step {step}; continue with --resume", file=sys.stderr)
+                raise KeyboardInterrupt
     bar.close()
     model.eval()
     if step < config.steps:

@@ -5,7 +5,7 @@
 - :mod:`~agents.rl.policy`: the LM as an actor-critic;
 - :mod:`~agents.rl.rollout`: a batch of KV-cached episodes in the vector env;
 - :mod:`~agents.rl.ppo`: one PPO / A2C update with the weighted KL;
-- :mod:`~agents.rl.train`: the loop (evaluate, log, checkpoint, resume).
+- :mod:`~agents.rl.trainer`: the loop (evaluate, log, checkpoint, resume).
 """
 
 from agents.rl.config import ALGOS, KL_WEIGHTINGS, PRESETS, RLConfig
@@ -13,7 +13,7 @@ from agents.rl.methods import METHODS, apply_method, beta_sweep, method_settings
 from agents.rl.policy import LMPolicy, value_mlp
 from agents.rl.ppo import KLController, gae, ppo_update
 from agents.rl.rollout import Rollout, collect_rollout
-from agents.rl.train import Trainer, derived_seed, open_trainer, train
+from agents.rl.trainer import Trainer, derived_seed, open_trainer, train
 
 __all__ = [
     "ALGOS",

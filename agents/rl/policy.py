@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from agents.lm.decoding import CACHE_KEYWORD
 from agents.lm.model import check_vocabulary
 
 
@@ -61,19 +62,20 @@ class LMPolicy(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
-        past_key_values: object | None = None,
         use_cache: bool = False,
+        **cache: object,
     ) -> PolicyOutput:
+        """Logits, values and KV cache; ``cache``: the LM's cache under :data:`CACHE_KEYWORD`, if any."""
         out = self.lm(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
             output_hidden_states=True,
+            **cache,
         )
         values = self.value_head(out.hidden_states[-1]).squeeze(-1)
-        return PolicyOutput(out.logits, values, out.past_key_values)
+        return PolicyOutput(out.logits, values, getattr(out, CACHE_KEYWORD, None))
 
     def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of the tempered action distribution."""

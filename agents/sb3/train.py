@@ -21,7 +21,7 @@ from agents.evaluation.accuracy import rl_evaluation
 from agents.kl import WEIGHTINGS
 from agents.lm.model import load_reference
 from agents.rl.config import RLConfig
-from agents.rl.train import EVAL_STREAM, derived_seed
+from agents.rl.trainer import EVAL_STREAM, derived_seed
 from agents.rundir import METRICS, append_row
 from agents.sb3.env import make_sb3_env
 from agents.sb3.kl_penalty import KLA2C, KLPPO
@@ -160,7 +160,7 @@ def train_sb3(
 
     The budget is ``config.total_episodes`` episodes: training stops at the first rollout
     boundary past it (``metrics.csv`` records the episodes actually finished). Both aim at
-    as many gradient steps per episode as :mod:`agents.rl.train`, on as many tokens, with Adam:
+    as many gradient steps per episode as :mod:`agents.rl.trainer`, on as many tokens, with Adam:
 
     - ``sb3-ppo``: each rollout holds about ``config.episodes_per_update`` episodes
       (``n_envs``, at most that many, envs times enough steps for their mean length),
@@ -173,9 +173,9 @@ def train_sb3(
     most ``max_batch_steps`` steps (PPO minibatches, A2C rollouts), with gradient
     checkpointing: with minibatches of 8 episodes (about 1,250 steps of the shipped model's
     ``plus1`` task) a worker outgrew 14 GB and was killed. Under the cap SB3 takes more,
-    smaller gradient steps per episode than :mod:`agents.rl.train`.
+    smaller gradient steps per episode than :mod:`agents.rl.trainer`.
 
-    Evaluation is :func:`agents.evaluation.accuracy.rl_evaluation`, as in :mod:`agents.rl.train`, every
+    Evaluation is :func:`agents.evaluation.accuracy.rl_evaluation`, as in :mod:`agents.rl.trainer`, every
     ``config.eval_every * config.episodes_per_update`` episodes (checked after each update)
     and at the end. The KL always goes in the reward (SB3 has no hook for a loss term),
     whatever ``config.kl_in`` says.

@@ -6,7 +6,8 @@ update), TensorBoard events under ``tb/``, and ``checkpoint/`` (the policy's LM 
 coefficient in ``trainer.pt``). The
 problems of update ``u`` are drawn with a seed derived from ``(seed, u)`` and actions from a
 generator whose state is checkpointed, so ``resume=True`` continues exactly where an
-interrupted run stopped (same curve on the same CPU). Ctrl-C saves a checkpoint first.
+interrupted run stopped (same curve on the same CPU). Ctrl-C finishes the update, saves a
+checkpoint and stops (:class:`agents.rundir.InterruptAtBoundary`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from agents.rl.rollout import collect_rollout
 from agents.rundir import (
     CHECKPOINT,
     METRICS,
+    InterruptAtBoundary,
     append_row,
     checkpoint_dir,
     load_trainer_state,
@@ -94,7 +96,7 @@ class Trainer:
     def load(self, state: dict | None = None) -> None:
         """Restore the state saved by :meth:`save` (``--resume``); ``state``: its ``trainer.pt``, if read."""
         state = load_trainer_state(self.run_dir) if state is None else state
-        saved = RLConfig(**{**state["config"], "value_hidden": tuple(state["config"]["value_hidden"])})
+        saved = RLConfig.from_dict(state["config"], "the checkpoint's settings")
         if saved != self.config:
             changed = sorted(k for k, v in asdict(saved).items() if asdict(self.config)[k] != v)
             raise ValueError(f"--resume with settings that differ from the checkpoint's: {changed}")
@@ -176,20 +178,21 @@ class Trainer:
         if self.update == 0:
             self._log({"update": 0, "episodes": 0, **self.evaluate()}, writer, bar)
         try:
-            while self.update < last:
-                row = self.train_one_update()
-                if self.update % self.config.eval_every == 0 or self.update == self.config.num_updates:
-                    row.update(self.evaluate())
-                self._log(row, writer, bar)
-                bar.update(1)
-                if on_update is not None:
-                    on_update(row)
-                if self.update % self.config.checkpoint_every == 0 or self.update == last:
-                    self.save()
-        except KeyboardInterrupt:
-            self.save()
-            bar.write(f"interrupted: checkpoint saved at update {self.update}; continue with --resume")
-            raise
+            with InterruptAtBoundary() as interrupt:
+                while self.update < last:
+                    row = self.train_one_update()
+                    if self.update % self.config.eval_every == 0 or self.update == self.config.num_updates:
+                        row.update(self.evaluate())
+                    self._log(row, writer, bar)
+                    bar.update(1)
+                    if on_update is not None:
+                        on_update(row)
+                    due = self.update % self.config.checkpoint_every == 0 or self.update == last
+                    if due or interrupt.requested:
+                        self.save()
+                    if interrupt.requested:
+                        bar.write(f"interrupted: saved at update {self.update}; continue with --resume")
+                        raise KeyboardInterrupt
         finally:
             bar.close()
             writer.close()
