@@ -91,3 +91,21 @@ def test_documentation_links_resolve_inside_the_repository():
             resolved = (page.parent / target.split("#")[0]).resolve()
             assert resolved.exists(), f"{page.name}: broken link {target}"
             assert ROOT in resolved.parents, f"{page.name}: {target} is outside the repository"
+
+
+def test_the_lowest_versions_script_pins_the_declared_lower_bounds():
+    tomllib = pytest.importorskip("tomllib")
+    declared = {}
+    for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        name, _, bound = requirement.partition(">=")
+        declared[name.strip().lower()] = bound.strip()
+    pinned = {}
+    for line in (ROOT / ".ci" / "lowest-versions.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[name.lower()] = version
+    for name, bound in declared.items():
+        if name != "torch":  # its only CPU build here is installed first, as in .ci/run
+            assert pinned.get(name) == bound, (
+                f"{name}: declared >={bound}, .ci/lowest-versions.txt {pinned.get(name)}"
+            )

@@ -369,3 +369,12 @@ def test_sb3_refuses_settings_it_cannot_express():
         check_sb3_config(RLConfig(kl_weighting="oracle_critical"), "sb3-ppo")
     with pytest.raises(ValueError, match="unknown SB3 algorithm"):
         check_sb3_config(RLConfig(), "sb3-sac")
+
+
+def test_sb3_vs_cached_benchmark_times_one_rollout_each():
+    from agents.bench import sb3_vs_cached_seconds_per_episode
+
+    result = sb3_vs_cached_seconds_per_episode(size="micro", comfort_digits=1, episodes=2)
+    for name in ("cached", "sb3", "sb3_kl"):
+        assert result[f"{name}_seconds_per_episode"] > 0 and result[f"{name}_tokens_per_episode"] > 0
+    assert result["sb3_slowdown"] == result["sb3_seconds_per_episode"] / result["cached_seconds_per_episode"]

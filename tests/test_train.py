@@ -227,6 +227,16 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(kill_at, straight_run, m
     resumed.load()
     _assert_same_weights(_state(resumed), _state(straight))
     assert _rows(tmp_path) == _rows(straight_dir)
+    assert _tensorboard_steps(tmp_path) == _tensorboard_steps(straight_dir)
+
+
+def _tensorboard_steps(run_dir) -> list[int]:
+    """The episodes at which TensorBoard holds a ``loss`` scalar, as TensorBoard reads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    return [event.step for event in events.Scalars("loss")]
 
 
 def test_resume_drops_the_rows_logged_after_the_checkpoint(straight_run, micro_reference_dir, tmp_path):
