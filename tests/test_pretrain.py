@@ -194,3 +194,9 @@ def test_unscored_critical_setting_reads_old_booleans_and_rejects_unknown_kinds(
     assert PretrainConfig.from_dict({"unscored_critical": False}).unscored_critical == "none"
     with pytest.raises(ValueError, match="unscored_critical must be one of"):
         PretrainConfig(unscored_critical="digits")
+
+
+def test_a_checkpoint_of_the_old_layout_says_how_to_resume_it(tmp_path):
+    (tmp_path / "trainer_state" / "model").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"arith-gym < 0.2 \(trainer_state/\): move"):
+        pretrain(PretrainConfig(**{**MICRO, "steps": 2}), tmp_path, resume=True, progress=False)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from agents.kl import certainty
 from agents.lm.decoding import GREEDY, CachedDecoder, NaiveDecoder, choose_tokens, left_pad
 from agents.lm.episodes import make_vector_env, play_episodes
 from agents.lm.model import CheckpointError, build_model
@@ -154,6 +155,32 @@ def test_cached_and_naive_rollouts_agree(rollouts):
         torch.testing.assert_close(getattr(cached, name), getattr(naive, name), atol=1e-4, rtol=0)
     torch.testing.assert_close(cached.log_probs, naive.log_probs, atol=1e-4, rtol=0)
     assert np.array_equal(cached.correct, naive.correct)
+
+
+def _reference_token_by_token(rollout, reference, temperature, certainty_temperature=4.0):
+    """What the reference gives each action stepped beside the policy with a KV cache (the old way)."""
+    decoder = CachedDecoder(reference)
+    prompts = [
+        row[mask.bool()].numpy() for row, mask in zip(rollout.prompt_ids, rollout.prompt_mask, strict=True)
+    ]
+    logits = [decoder.start(prompts).logits[:, -1].float()]
+    for t in range(rollout.actions.shape[1] - 1):
+        logits.append(decoder.step(rollout.actions[:, t]).logits[:, -1].float())
+    logits = torch.stack(logits, dim=1)
+    log_probs = torch.log_softmax(logits / temperature, dim=-1)
+    logp = log_probs.gather(-1, rollout.actions[..., None]).squeeze(-1) * rollout.mask
+    return log_probs, logp, certainty(logits, certainty_temperature) * rollout.mask
+
+
+def test_one_reference_forward_equals_stepping_the_reference(rollouts):
+    cached, _ = rollouts
+    reference = build_model("micro", seed=1).eval()  # _random_rollout's reference
+    with torch.no_grad():
+        log_probs, logp, j = _reference_token_by_token(cached, reference, temperature=1.0)
+    mask = cached.mask[..., None]
+    torch.testing.assert_close(cached.ref_log_probs * mask, log_probs * mask, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cached.ref_logp, logp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cached.certainty, j, atol=1e-5, rtol=0)
 
 
 def test_rollout_masks_dones_and_rewards_are_consistent(rollouts):

@@ -28,7 +28,7 @@ import torch
 from agents.kl import kl_estimate, kl_weights
 from agents.rl.config import RLConfig
 from agents.rl.policy import LMPolicy
-from agents.rl.rollout import Rollout
+from agents.rl.rollout import Rollout, episode_inputs
 
 
 @dataclass
@@ -109,13 +109,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 
 def policy_forward(policy: LMPolicy, rollout: Rollout, rows: torch.Tensor):
     """Tempered log-probs [b, T, V] and values [b, T] of the policy at every generated token."""
-    prompt_ids, prompt_mask = rollout.prompt_ids[rows], rollout.prompt_mask[rows]
-    actions = rollout.actions[rows]
-    width = prompt_ids.shape[1]
-    input_ids = torch.cat([prompt_ids, actions], dim=1)
-    attention = torch.cat([prompt_mask, torch.ones_like(actions)], dim=1)
-    # The same positions the rollout used: real prompt tokens count from 0, then one per token.
-    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    input_ids, attention, positions, width = episode_inputs(rollout, rows)
     out = policy(input_ids, attention, positions)
     # The output at the last prompt token predicts action 0, and so on.
     logits = out.logits[:, width - 1 : -1]

@@ -1,9 +1,11 @@
 """Collect a batch of episodes from the arith_gym vector env with an LM policy.
 
-One forward of the newest token per step, thanks to the transformers KV cache, for the
-policy and for the frozen reference model. Prompts are left-padded (attention mask and
-position ids make padding invisible); episodes that have ended keep being fed a token so
-the batch stays rectangular, and everything recorded for them is masked out.
+The policy runs one forward of the newest token per step, thanks to the transformers KV
+cache. The frozen reference never influences what is sampled, so it scores the finished
+episodes in one teacher-forced forward (:func:`score_with_reference`) instead of stepping
+beside the policy. Prompts are left-padded (attention mask and position ids make padding
+invisible); episodes that have ended keep being fed a token so the batch stays rectangular,
+and everything recorded for them is masked out.
 
 The environment is the source of truth: rewards, episode ends and critical-token labels
 all come from ``env.step``, never from re-parsing text here.
@@ -40,16 +42,17 @@ class Rollout:
     logp: torch.Tensor  # log pi(a) at the policy temperature
     entropy: torch.Tensor
     values: torch.Tensor
-    ref_logp: torch.Tensor  # log pi_ref(a) at the policy temperature
     log_probs: torch.Tensor  # [B, T, V] policy log-probs (tempered)
-    ref_log_probs: torch.Tensor  # [B, T, V] reference log-probs at the policy temperature
-    certainty: torch.Tensor  # reference certainty J at the certainty temperature
     rewards: torch.Tensor
     dones: torch.Tensor
     critical: torch.Tensor  # bool: the env labelled this token critical
     critical_labels: torch.Tensor  # [B, T, 4] line, operand, index, kind code (-1 if none)
     correct: np.ndarray  # [B] bool
     timings: dict[str, float] = field(default_factory=dict)
+    # From the frozen reference (score_with_reference), None until it has scored the episodes:
+    ref_logp: torch.Tensor | None = None  # log pi_ref(a) at the policy temperature
+    ref_log_probs: torch.Tensor | None = None  # [B, T, V] reference log-probs at the policy temperature
+    certainty: torch.Tensor | None = None  # reference certainty J at the certainty temperature
 
     @property
     def num_tokens(self) -> int:
@@ -62,7 +65,7 @@ class Rollout:
 @torch.no_grad()
 def collect_rollout(
     policy: LMPolicy,
-    reference: PreTrainedModel,
+    reference: PreTrainedModel | None,
     env: VectorEnv,
     generator: torch.Generator | None = None,
     seed: int | None = None,
@@ -76,6 +79,7 @@ def collect_rollout(
 
     ``seed`` is passed to ``env.reset`` (problems); ``generator`` drives action sampling.
     ``cached=False`` re-runs the whole context every token (for validation and benchmarks).
+    The ``reference`` (None: none) then scores the episodes (:func:`score_with_reference`).
     """
     timings = {"env": 0.0, "total": 0.0}
     started = time.perf_counter()
@@ -83,9 +87,8 @@ def collect_rollout(
     timings["env"] += time.perf_counter() - started
     prompts = [encode(p) for p in info["prompt"]]
     device = next(policy.parameters()).device
-    decoder_type = CachedDecoder if cached else NaiveDecoder
-    policy_decoder, reference_decoder = decoder_type(policy), decoder_type(reference)
-    out, ref_out = policy_decoder.start(prompts), reference_decoder.start(prompts)
+    decoder = (CachedDecoder if cached else NaiveDecoder)(policy)
+    out = decoder.start(prompts)
 
     batch, steps = env.num_envs, env.unwrapped.config.max_episode_steps
     record = _Recorder(batch, steps, device)
@@ -97,10 +100,7 @@ def collect_rollout(
             actions = log_probs.argmax(dim=-1)
         else:
             actions = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
-        ref_logits = ref_out.logits[:, -1].float()
-        ref_log_probs = torch.log_softmax(ref_logits / policy.temperature, dim=-1)
-        record.policy_step(t, live, actions, log_probs, out.values[:, -1], ref_log_probs)
-        record.certainty[:, t] = certainty_of(ref_logits, certainty_temperature, certainty_kind)
+        record.policy_step(t, live, actions, log_probs, out.values[:, -1])
 
         env_started = time.perf_counter()
         _, rewards, terminated, truncated, info = env.step(actions.cpu().numpy())
@@ -111,11 +111,58 @@ def collect_rollout(
         live &= ~torch.as_tensor(ended, device=device)
         if not live.any():
             break
-        out, ref_out = policy_decoder.step(actions), reference_decoder.step(actions)
+        out = decoder.step(actions)
 
     prompt_ids, prompt_mask, _ = left_pad(prompts, device)
+    rollout = record.finish(t + 1, prompt_ids, prompt_mask, correct, timings)
+    if reference is not None:
+        reference_started = time.perf_counter()
+        score_with_reference(rollout, reference, policy.temperature, certainty_temperature, certainty_kind)
+        timings["reference"] = time.perf_counter() - reference_started
     timings["total"] = time.perf_counter() - started
-    return record.finish(t + 1, prompt_ids, prompt_mask, correct, timings)
+    return rollout
+
+
+def episode_inputs(
+    rollout: Rollout, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """``input_ids``, ``attention_mask`` and ``position_ids`` of prompt + actions for ``rows``, and
+    the prompt width: the model's output at column ``width - 1 + t`` is its distribution over action t."""
+    prompt_ids, prompt_mask = rollout.prompt_ids[rows], rollout.prompt_mask[rows]
+    actions = rollout.actions[rows]
+    input_ids = torch.cat([prompt_ids, actions], dim=1)
+    attention = torch.cat([prompt_mask, torch.ones_like(actions)], dim=1)
+    # The positions the rollout used: real prompt tokens count from 0, then one per token.
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    return input_ids, attention, positions, prompt_ids.shape[1]
+
+
+@torch.no_grad()
+def score_with_reference(
+    rollout: Rollout,
+    reference: PreTrainedModel,
+    temperature: float,
+    certainty_temperature: float = 4.0,
+    certainty_kind: str = "negentropy",
+    rows_per_forward: int = 16,
+) -> None:
+    """Fill ``rollout``'s reference fields from one teacher-forced forward over its episodes.
+
+    ``ref_log_probs`` (at the policy's ``temperature``), ``ref_logp`` of the actions and the
+    certainty J (at ``certainty_temperature``): the values the reference gives token by token
+    with a KV cache, up to float rounding (tested to 1e-5), at a fraction of the cost.
+    """
+    log_probs, certainty = [], []
+    for rows in torch.arange(len(rollout.actions), device=rollout.actions.device).split(rows_per_forward):
+        input_ids, attention, positions, width = episode_inputs(rollout, rows)
+        logits = reference(input_ids=input_ids, attention_mask=attention, position_ids=positions).logits
+        logits = logits[:, width - 1 : -1].float()
+        log_probs.append(torch.log_softmax(logits / temperature, dim=-1))
+        certainty.append(certainty_of(logits, certainty_temperature, certainty_kind))
+    mask = rollout.mask
+    rollout.ref_log_probs = torch.cat(log_probs)
+    rollout.ref_logp = rollout.ref_log_probs.gather(-1, rollout.actions[..., None]).squeeze(-1) * mask
+    rollout.certainty = torch.cat(certainty) * mask
 
 
 class _Recorder:
@@ -126,21 +173,18 @@ class _Recorder:
         self.actions = torch.full((batch, steps), PAD_ID, dtype=torch.long, device=device)
         self.mask = zeros(torch.bool)
         self.logp, self.entropy, self.values = zeros(), zeros(), zeros()
-        self.ref_logp, self.certainty, self.rewards = zeros(), zeros(), zeros()
+        self.rewards = zeros()
         self.log_probs: list[torch.Tensor] = []
-        self.ref_log_probs: list[torch.Tensor] = []
         self.dones, self.critical = zeros(torch.bool), zeros(torch.bool)
         self.critical_labels = torch.full((batch, steps, 4), -1, dtype=torch.long, device=device)
 
-    def policy_step(self, t, live, actions, log_probs, values, ref_log_probs) -> None:
+    def policy_step(self, t, live, actions, log_probs, values) -> None:
         self.mask[:, t] = live
         self.actions[:, t] = torch.where(live, actions, PAD_ID)
         self.logp[:, t] = log_probs.gather(-1, actions[:, None]).squeeze(-1)
         self.entropy[:, t] = -(log_probs.exp() * log_probs).sum(-1)
         self.values[:, t] = values.float()
-        self.ref_logp[:, t] = ref_log_probs.gather(-1, actions[:, None]).squeeze(-1)
         self.log_probs.append(log_probs)
-        self.ref_log_probs.append(ref_log_probs)
 
     def env_step(self, t, rewards, ended, info) -> None:
         device = self.rewards.device
@@ -164,10 +208,7 @@ class _Recorder:
             logp=cut(self.logp),
             entropy=cut(self.entropy),
             values=cut(self.values),
-            ref_logp=cut(self.ref_logp),
             log_probs=torch.stack(self.log_probs, dim=1),
-            ref_log_probs=torch.stack(self.ref_log_probs, dim=1),
-            certainty=cut(self.certainty),
             rewards=cut(self.rewards),
             dones=cut(self.dones),
             critical=cut(self.critical),

@@ -3,10 +3,10 @@
 A run directory (:mod:`agents.rundir`) holds ``config.json``, ``metrics.csv`` (one row per
 update), TensorBoard events under ``tb/``, and ``checkpoint/`` (the policy's LM as a
 ``save_pretrained`` directory plus the value head, optimizer, random generator and KL
-coefficient in ``trainer.pt``). The
-problems of update ``u`` are drawn with a seed derived from ``(seed, u)`` and actions from a
-generator whose state is checkpointed, so ``resume=True`` continues exactly where an
-interrupted run stopped (same curve on the same CPU). Ctrl-C finishes the update, saves a
+coefficient in ``trainer.pt``). The problems of update ``u`` are drawn with a seed derived
+from ``(seed, u)`` and actions from a generator whose state is checkpointed, so
+``resume=True`` continues exactly where an interrupted run stopped (same curve on the same
+CPU). Ctrl-C finishes the update, saves a
 checkpoint and stops (:class:`agents.rundir.InterruptAtBoundary`).
 """
 
