@@ -133,13 +133,22 @@ def _teacher_policy(sequences, seed=0):
 # ----------------------------------------------------------------------------- rollouts
 
 
-def _random_rollout(cached, seed=0, batch=6, steps=24, greedy=False):
+def _random_rollout(cached, seed=0, batch=6, steps=24, greedy=False, drop_finished=True):
     torch.manual_seed(0)
     policy = LMPolicy(build_model("micro", seed=0).eval(), temperature=1.0)
     reference = build_model("micro", seed=1).eval()
     env = make_vector_env(batch, 1, "plus1", max_episode_steps=steps)
     generator = torch.Generator().manual_seed(seed)
-    return collect_rollout(policy, reference, env, generator, seed=seed, cached=cached, greedy=greedy)
+    return collect_rollout(
+        policy,
+        reference,
+        env,
+        generator,
+        seed=seed,
+        cached=cached,
+        greedy=greedy,
+        drop_finished=drop_finished,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +190,30 @@ def test_one_reference_forward_equals_stepping_the_reference(rollouts):
     torch.testing.assert_close(cached.ref_log_probs * mask, log_probs * mask, atol=1e-5, rtol=0)
     torch.testing.assert_close(cached.ref_logp, logp, atol=1e-5, rtol=0)
     torch.testing.assert_close(cached.certainty, j, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_dropping_finished_rows_plays_the_same_episodes(cached):
+    kept = _random_rollout(cached=cached, seed=5, batch=16, steps=40, drop_finished=False)
+    dropped = _random_rollout(cached=cached, seed=5, batch=16, steps=40)
+    assert torch.equal(kept.actions, dropped.actions) and torch.equal(kept.mask, dropped.mask)
+    live = kept.mask
+    # The same tokens; values to float rounding (a smaller batch may take another matmul kernel).
+    for name in ("logp", "values", "entropy", "ref_logp", "certainty", "rewards"):
+        torch.testing.assert_close(getattr(kept, name), getattr(dropped, name), atol=1e-6, rtol=0, msg=name)
+    torch.testing.assert_close(kept.log_probs[live], dropped.log_probs[live], atol=1e-6, rtol=0)
+    assert np.array_equal(kept.correct, dropped.correct)
+
+
+def test_play_episodes_drops_finished_rows_without_changing_them(micro_model):
+    problems = [(a, b) for a in range(3, 9) for b in (7, 95, 4)]
+    outcomes = [
+        play_episodes(
+            micro_model, problems, 1, "plus1", 1.0, torch.Generator().manual_seed(0), drop_finished=drop
+        )
+        for drop in (False, True)
+    ]
+    assert np.array_equal(outcomes[0][0], outcomes[1][0]) and outcomes[0][1] == outcomes[1][1]
 
 
 def test_rollout_masks_dones_and_rewards_are_consistent(rollouts):
@@ -233,7 +266,7 @@ def test_critical_labels_come_from_the_env():
     env = make_vector_env(len(problems), 1, "plus1")
     rollout = collect_rollout(
         policy, build_model("micro", seed=1).eval(), env, torch.Generator().manual_seed(0),
-        options={"operands": problems},
+        options={"operands": problems}, drop_finished=False,  # the teacher counts calls per row
     )  # fmt: skip
     assert rollout.correct.tolist() == [True, True, True]
     for row in (0, 1):
@@ -257,7 +290,8 @@ def test_play_episodes_judges_with_the_env():
     problems = [(3, 4), (9, 9), (1, 0)]
     sequences = [encode(target_text(a, b)).tolist() for a, b in problems]
     sequences[1] = encode(target_text(9, 8)).tolist()  # a well-formed wrong answer
-    correct, texts = play_episodes(_teacher_policy(sequences).lm, problems, 1, "comfort", GREEDY)
+    teacher = _teacher_policy(sequences).lm  # it counts calls per row: every row stays to the end
+    correct, texts = play_episodes(teacher, problems, 1, "comfort", GREEDY, drop_finished=False)
     assert correct.tolist() == [True, False, True]
     assert texts[0] == target_text(3, 4) and texts[1] == target_text(9, 8)
 

@@ -57,6 +57,13 @@ class _GrowingLayer(DynamicLayer):
         self.keys, self.values = self.key_buffer[..., :end, :], self.value_buffer[..., :end, :]
         return self.keys, self.values
 
+    def keep(self, index: torch.Tensor) -> None:
+        """Keep only the batch rows ``index`` (in that order)."""
+        self.key_buffer = self.key_buffer.index_select(0, index)
+        self.value_buffer = self.value_buffer.index_select(0, index)
+        self.keys = self.key_buffer[..., : self.length, :]
+        self.values = self.value_buffer[..., : self.length, :]
+
     def _grow(self, like: torch.Tensor, capacity: int) -> None:
         shape = (*like.shape[:-2], capacity, like.shape[-1])
         keys, values = like.new_empty(shape), like.new_empty(shape)
@@ -71,7 +78,8 @@ class CachedDecoder:
 
     ``start(prompts)`` runs the prompts and returns the outputs at their last token;
     each ``step(tokens)`` appends one token per row and returns the outputs there. Rows that
-    are finished may be fed anything: their outputs are simply ignored by the caller.
+    are finished may be fed anything: their outputs are simply ignored by the caller, or
+    :meth:`keep` drops them (attention over the cache is most of a step's cost, row by row).
     """
 
     def __init__(self, model: PreTrainedModel | torch.nn.Module) -> None:
@@ -124,6 +132,12 @@ class CachedDecoder:
         self.next_position = self.next_position + 1
         return self._forward(tokens.view(-1, 1).to(self.device), positions)
 
+    def keep(self, index: torch.Tensor) -> None:
+        """Keep only rows ``index`` (in that order); the next :meth:`step` takes a token for each."""
+        for layer in self.cache.layers:
+            layer.keep(index)
+        self.attention, self.next_position = self.attention[index], self.next_position[index]
+
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor):
         return self.model(
             input_ids=input_ids,
@@ -152,6 +166,10 @@ class NaiveDecoder(CachedDecoder):
         self.positions = torch.cat([self.positions, self.positions[:, -1:] + 1], dim=1)
         return self._full_forward()
 
+    def keep(self, index: torch.Tensor) -> None:
+        self.input_ids, self.attention = self.input_ids[index], self.attention[index]
+        self.positions = self.positions[index]
+
     def _full_forward(self):
         return self.model(
             input_ids=self.input_ids,
@@ -159,6 +177,41 @@ class NaiveDecoder(CachedDecoder):
             position_ids=self.positions,
             use_cache=False,
         )
+
+
+class RowTracker:
+    """Which rows of a batch a decoder still holds, as their episodes end.
+
+    A step over a batch costs about as much per row, finished or not; dropping the finished
+    rows once a quarter of the held ones have ended (each drop copies the cache once) skips
+    most of that. :meth:`full` spreads the held rows' outputs back over the whole batch, so that
+    sampling still draws from every row (a row's draw depends only on its own probabilities
+    and the generator's place in the stream): the live rows get the tokens of a decoder that
+    never drops a row, their outputs up to float rounding (a smaller batch may take another
+    matmul kernel: 3e-8 on values in the tests). ``share=None`` never drops one.
+    """
+
+    def __init__(self, batch: int, device: torch.device | str, share: float | None = 0.25) -> None:
+        self.rows = torch.arange(batch, device=device)
+        self.batch, self.share = batch, share
+
+    def full(self, held: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """``held`` (one entry per held row) as a batch-sized tensor, ``fill`` for the dropped rows."""
+        if len(self.rows) == self.batch:
+            return held
+        out = held.new_full((self.batch, *held.shape[1:]), fill)
+        out[self.rows] = held
+        return out
+
+    def drop_finished(self, decoder: CachedDecoder, done: torch.Tensor) -> torch.Tensor:
+        """Drop the held rows whose ``done`` (a bool per batch row) is set, if enough are; returns
+        the batch rows the decoder holds, the ones its next :meth:`CachedDecoder.step` takes."""
+        held_done = done[self.rows]
+        if self.share is not None and held_done.sum() >= max(1, self.share * len(self.rows)):
+            index = (~held_done).nonzero().squeeze(1)
+            decoder.keep(index)
+            self.rows = self.rows[index]
+        return self.rows
 
 
 GREEDY = 0.0

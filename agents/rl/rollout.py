@@ -13,6 +13,7 @@ all come from ``env.step``, never from re-parsing text here.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from gymnasium.vector import VectorEnv
 from transformers import PreTrainedModel
 
 from agents.kl import certainty as certainty_of
-from agents.lm.decoding import CachedDecoder, NaiveDecoder, left_pad
+from agents.lm.decoding import CachedDecoder, NaiveDecoder, RowTracker, left_pad
 from agents.rl.policy import LMPolicy
 from arith_gym.tokenizer import PAD_ID, encode
 
@@ -74,12 +75,16 @@ def collect_rollout(
     cached: bool = True,
     greedy: bool = False,
     options: dict | None = None,
+    drop_finished: bool = True,
 ) -> Rollout:
     """Play one episode in every sub-env of ``env`` (autoreset DISABLED) and record it all.
 
     ``seed`` is passed to ``env.reset`` (problems); ``generator`` drives action sampling.
     ``cached=False`` re-runs the whole context every token (for validation and benchmarks).
     The ``reference`` (None: none) then scores the episodes (:func:`score_with_reference`).
+    ``drop_finished``: the decoder drops finished episodes (:class:`~agents.lm.decoding.RowTracker`;
+    the same episodes, faster); off, every row is stepped to the end, as a model that counts its
+    calls per row needs.
     """
     timings = {"env": 0.0, "total": 0.0}
     started = time.perf_counter()
@@ -94,13 +99,16 @@ def collect_rollout(
     record = _Recorder(batch, steps, device)
     live = torch.ones(batch, dtype=torch.bool, device=device)
     correct = np.zeros(batch, dtype=bool)
+    tracker = RowTracker(batch, device, share=0.25 if drop_finished else None)
     for t in range(steps):
-        log_probs = policy.log_probs(out.logits[:, -1])
+        # Finished rows the decoder dropped get a uniform distribution: masked out like the rest.
+        vocab = out.logits.shape[-1]
+        log_probs = tracker.full(policy.log_probs(out.logits[:, -1]), fill=-math.log(vocab))
         if greedy:
             actions = log_probs.argmax(dim=-1)
         else:
             actions = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
-        record.policy_step(t, live, actions, log_probs, out.values[:, -1])
+        record.policy_step(t, live, actions, log_probs, tracker.full(out.values[:, -1]))
 
         env_started = time.perf_counter()
         _, rewards, terminated, truncated, info = env.step(actions.cpu().numpy())
@@ -111,7 +119,7 @@ def collect_rollout(
         live &= ~torch.as_tensor(ended, device=device)
         if not live.any():
             break
-        out = decoder.step(actions)
+        out = decoder.step(actions[tracker.drop_finished(decoder, ~live)])
 
     prompt_ids, prompt_mask, _ = left_pad(prompts, device)
     rollout = record.finish(t + 1, prompt_ids, prompt_mask, correct, timings)
