@@ -1,16 +1,15 @@
-"""agents: language-model policies for arith_gym and their training.
+"""agents: language-model policies for arith_gym and their training, in layers.
 
-Modules, one concept each:
+Each layer imports only from the ones above it in this list (``tests/test_layout.py``):
 
-- ``model``: GPT-2 with the arith_gym vocabulary (size presets, tokenizer, save/load).
-- ``pretrain``: supervised pre-training of reference models on scratchpad addition.
-- ``decoding`` / ``episodes``: KV-cached batched decoding; whole episodes in the vector env.
-- ``evaluate`` / ``teacher_forcing``: accuracy tables with confidence intervals; where models fail.
-- ``policy`` / ``rollout`` / ``kl`` / ``ppo`` / ``config`` / ``train``: RL fine-tuning with a
-  critical-token weighted KL penalty (PPO and A2C).
-- ``methods`` / ``compare`` / ``stats``: named exploration methods, their multi-seed comparison.
-- ``sb3``: Stable-Baselines3 policies around the LM.
-- ``bench``: rollout throughput; ``cli``: the ``arith-rl`` command.
+- :mod:`agents.kl` (KL estimators, certainty, weights), :mod:`agents.rundir` (run directories:
+  checkpoints, metrics CSV, the resume rule), :mod:`agents.settings` (typed settings);
+- :mod:`agents.lm`: the model, KV-cached decoding, episodes, teacher-forced batches, pre-training;
+- :mod:`agents.evaluation`: accuracy, teacher forcing, statistics, certainty gap, finder;
+- :mod:`agents.rl`: RL fine-tuning (config and presets, methods, policy, rollout, update, trainer);
+- :mod:`agents.sb3`: Stable-Baselines3 with the LM as its policy;
+- :mod:`agents.experiments` (``arith-rl compare``) and :mod:`agents.bench` (throughput);
+- :mod:`agents.cli`: the ``arith-rl`` command.
 """
 
 

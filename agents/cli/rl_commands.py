@@ -122,16 +122,20 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
-    from agents.experiments.jobs import ALGOS
+    from agents.experiments.jobs import ALGOS, CompareSettings
     from agents.experiments.runners import BACKENDS
     from agents.rl.methods import METHODS
 
+    default = CompareSettings()
+    joined = lambda values: ",".join(map(str, values))  # noqa: E731
     parser.add_argument("--out", default="runs/compare", help="output directory (re-running resumes it)")
     parser.add_argument(
-        "--methods", default="uniform,critical", help=f"comma-separated, of: {', '.join(METHODS)}"
+        "--methods", default=joined(default.methods), help=f"comma-separated, of: {joined(METHODS)}"
     )
-    parser.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds")
-    parser.add_argument("--algos", default="ppo", help=f"comma-separated, of: {', '.join(ALGOS)}")
+    parser.add_argument("--seeds", default=joined(default.seeds), help="comma-separated seeds")
+    parser.add_argument(
+        "--algos", default=joined(default.algos), help=f"comma-separated, of: {joined(ALGOS)}"
+    )
     parser.add_argument("--betas", help="sweep beta for the critical methods, e.g. 10,150,1000,10000")
     _rl_arguments(parser)
     parser.add_argument("--threshold", type=float, help="accuracy to reach (default: initial + 0.15)")
