@@ -1,4 +1,5 @@
-"""Throughput benchmarks, each measured in one run: KV-cached vs naive rollouts, SB3 vs cached.
+"""Throughput benchmarks, each measured in one run: KV-cached vs naive rollouts, a full RL rollout
+vs ``generate()`` of the policy alone, SB3 vs cached.
 
 The default workload is the issue's: batch 64, ``plus1`` problems for N = 7, with a
 randomly initialised tiny GPT-2 whose pad logit is masked so that episodes run their full
@@ -9,6 +10,7 @@ pad. Both modes play the same problems with the same sampling seed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 
 import numpy as np
@@ -17,8 +19,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 
+from agents.lm.decoding import left_pad
 from agents.lm.episodes import make_vector_env
-from agents.lm.model import build_model
+from agents.lm.model import DEFAULT_REFERENCE, build_model, load_reference
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import collect_rollout
 from agents.sb3.env import make_sb3_env
@@ -78,6 +81,42 @@ def no_pad_policy(lm: NoPadLM) -> LMPolicy:
     policy = LMPolicy(lm.lm, temperature=1.0)
     policy.lm = lm  # the value head reads the wrapped model's hidden states all the same
     return policy
+
+
+def rollout_vs_generate(
+    batch: int = 64, comfort_digits: int = 3, split: str = "plus1", seed: int = 0
+) -> dict:
+    """Seconds of a full RL rollout of the shipped reference (policy sampling, environment, the
+    reference's scores) and of ``transformers`` ``generate()`` of the policy alone, same prompts,
+    batch and number of steps (generate runs every row to the end, as the rollout's longest)."""
+    reference, task = load_reference(DEFAULT_REFERENCE)
+    policy = LMPolicy(copy.deepcopy(reference), task.temperature)
+    env = make_vector_env(batch, task.comfort_digits, split)
+    collect_rollout(policy, reference, env, torch.Generator().manual_seed(seed), seed=seed)  # warm-up
+    started = time.perf_counter()
+    rollout = collect_rollout(policy, reference, env, torch.Generator().manual_seed(seed), seed=seed + 1)
+    rollout_seconds = time.perf_counter() - started
+    steps = rollout.actions.shape[1]
+    input_ids, attention, _ = left_pad(rollout.prompts())
+    settings = dict(do_sample=True, top_k=0, temperature=task.temperature, pad_token_id=PAD_ID)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        policy.lm.generate(
+            input_ids, attention_mask=attention, max_new_tokens=4, min_new_tokens=4, **settings
+        )
+        started = time.perf_counter()
+        policy.lm.generate(
+            input_ids, attention_mask=attention, max_new_tokens=steps, min_new_tokens=steps, **settings
+        )
+    generate_seconds = time.perf_counter() - started
+    return {
+        "rollout_seconds": rollout_seconds,
+        "generate_seconds": generate_seconds,
+        "steps": steps,
+        "live_tokens": rollout.num_tokens,
+        "reference_seconds": rollout.timings["reference"],
+        "speedup": generate_seconds / rollout_seconds,
+    }
 
 
 class _RolloutDone(Exception):

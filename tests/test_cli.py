@@ -202,3 +202,10 @@ def test_train_refuses_a_directory_that_is_not_a_run(pretrained, tmp_path, capsy
     assert main(argv) == 2
     assert "holds no run of this package" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_bench_generate_prints_the_ratio(capsys):
+    assert main(["bench", "generate", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "full RL rollout (policy, env, reference scores):" in out
+    assert "speedup rollout / generate:" in out

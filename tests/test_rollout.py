@@ -169,10 +169,7 @@ def test_cached_and_naive_rollouts_agree(rollouts):
 def _reference_token_by_token(rollout, reference, temperature, certainty_temperature=4.0):
     """What the reference gives each action stepped beside the policy with a KV cache (the old way)."""
     decoder = CachedDecoder(reference)
-    prompts = [
-        row[mask.bool()].numpy() for row, mask in zip(rollout.prompt_ids, rollout.prompt_mask, strict=True)
-    ]
-    logits = [decoder.start(prompts).logits[:, -1].float()]
+    logits = [decoder.start(rollout.prompts()).logits[:, -1].float()]
     for t in range(rollout.actions.shape[1] - 1):
         logits.append(decoder.step(rollout.actions[:, t]).logits[:, -1].float())
     logits = torch.stack(logits, dim=1)

@@ -123,7 +123,12 @@ def _eval_ref(args: argparse.Namespace) -> int:
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     from agents.lm.model import SIZES
 
-    parser.add_argument("what", choices=("rollout", "env"), help="the KV-cached rollout or the environments")
+    parser.add_argument(
+        "what",
+        choices=("rollout", "generate", "env"),
+        help="rollout: KV cache vs whole context (random model); generate: a full RL rollout of the shipped"
+        " model vs transformers' generate() of the policy alone (--batch, --seed); env: single vs vector env",
+    )
     parser.add_argument("--batch", type=int, default=64, help="episodes per rollout")
     parser.add_argument("--digits", type=int, default=7, help="comfort zone N of the plus1 problems")
     parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model size (random weights)")
@@ -137,6 +142,16 @@ def _bench(args: argparse.Namespace) -> int:
         from arith_gym import bench
 
         return bench.main([]) or 0
+    if args.what == "generate":
+        from agents.bench import rollout_vs_generate
+
+        g = rollout_vs_generate(args.batch, seed=args.seed)
+        steps, live = f"{g['steps']:.0f}", f"{g['live_tokens']:.0f}"
+        print(f"shipped model, batch {args.batch}, plus1, {steps} steps ({live} live tokens)")
+        print(f"full RL rollout (policy, env, reference scores): {g['rollout_seconds']:.2f} s")
+        print(f"generate() of the policy alone, every row {steps} tokens: {g['generate_seconds']:.2f} s")
+        print(f"speedup rollout / generate: {g['speedup']:.2f}x")
+        return 0
     from agents.bench import rollout_benchmark
 
     r = rollout_benchmark(args.batch, args.digits, "plus1", args.size, args.max_tokens, args.seed)

@@ -62,6 +62,11 @@ class Rollout:
     def accuracy(self) -> float:
         return float(self.correct.mean())
 
+    def prompts(self) -> list[np.ndarray]:
+        """Each episode's prompt token ids, without the left padding."""
+        rows = zip(self.prompt_ids.cpu(), self.prompt_mask.cpu().bool(), strict=True)
+        return [ids[mask].numpy() for ids, mask in rows]
+
 
 @torch.no_grad()
 def collect_rollout(
@@ -158,19 +163,30 @@ def score_with_reference(
 
     ``ref_log_probs`` (at the policy's ``temperature``), ``ref_logp`` of the actions and the
     certainty J (at ``certainty_temperature``): the values the reference gives token by token
-    with a KV cache, up to float rounding (tested to 1e-5), at a fraction of the cost.
+    with a KV cache, up to float rounding (tested to 1e-5), at a fraction of the cost. Episodes
+    go through in order of length, ``rows_per_forward`` at a time, each group cut to its
+    longest episode, so that little is computed past the episodes' ends (there the log-probs
+    are uniform and J is 0, masked out like everything else there).
     """
-    log_probs, certainty = [], []
-    for rows in torch.arange(len(rollout.actions), device=rollout.actions.device).split(rows_per_forward):
+    batch, steps = rollout.actions.shape
+    lengths = rollout.mask.sum(dim=1)
+    vocab = rollout.log_probs.shape[-1]
+    ref_log_probs = rollout.log_probs.new_full((batch, steps, vocab), -math.log(vocab))
+    certainty = rollout.log_probs.new_zeros((batch, steps))
+    for rows in lengths.argsort(descending=True, stable=True).split(rows_per_forward):
         input_ids, attention, positions, width = episode_inputs(rollout, rows)
-        logits = reference(input_ids=input_ids, attention_mask=attention, position_ids=positions).logits
-        logits = logits[:, width - 1 : -1].float()
-        log_probs.append(torch.log_softmax(logits / temperature, dim=-1))
-        certainty.append(certainty_of(logits, certainty_temperature, certainty_kind))
+        length = int(lengths[rows].max())
+        end = width + length - 1  # the last action is never an input
+        out = reference(
+            input_ids=input_ids[:, :end], attention_mask=attention[:, :end], position_ids=positions[:, :end]
+        )
+        logits = out.logits[:, width - 1 :].float()
+        ref_log_probs[rows, :length] = torch.log_softmax(logits / temperature, dim=-1)
+        certainty[rows, :length] = certainty_of(logits, certainty_temperature, certainty_kind)
     mask = rollout.mask
-    rollout.ref_log_probs = torch.cat(log_probs)
-    rollout.ref_logp = rollout.ref_log_probs.gather(-1, rollout.actions[..., None]).squeeze(-1) * mask
-    rollout.certainty = torch.cat(certainty) * mask
+    rollout.ref_log_probs = ref_log_probs
+    rollout.ref_logp = ref_log_probs.gather(-1, rollout.actions[..., None]).squeeze(-1) * mask
+    rollout.certainty = certainty * mask
 
 
 class _Recorder:
