@@ -164,7 +164,7 @@ def trim_metrics(run_dir: str | Path, key: str, last: float) -> None:
 # --------------------------------------------------------------------------- reusing a directory
 
 
-def open_run(run_dir: str | Path, resume: bool | None, config_file: str) -> bool:
+def open_run(run_dir: str | Path, resume: bool | None, marker: str) -> bool:
     """Apply the one rule for writing a run into ``run_dir``; returns whether to resume it.
 
     - ``resume=True``: the directory must hold a checkpoint (else ``FileNotFoundError``).
@@ -173,9 +173,10 @@ def open_run(run_dir: str | Path, resume: bool | None, config_file: str) -> bool
     - ``resume=None`` (``compare``'s jobs): resume when there is a checkpoint, else start.
 
     A run that starts writes into an empty or missing directory, or one of its own runs that
-    never reached a checkpoint (recognised by ``config_file``; its logs are cleared, so they
-    are not appended twice); any other non-empty directory is refused, so that a run never
-    overwrites or merges into files it did not write.
+    never reached a checkpoint (recognised by ``marker``, a file only that kind of run writes:
+    its logs are cleared, so they are not appended twice); any other non-empty directory (a
+    model directory included) is refused, so that a run never overwrites or merges into files
+    it did not write.
     """
     run = Path(run_dir)
     if has_checkpoint(run):
@@ -189,9 +190,9 @@ def open_run(run_dir: str | Path, resume: bool | None, config_file: str) -> bool
     if run.exists() and not run.is_dir():
         raise FileExistsError(f"{run} is a file, not a run directory")
     if run.is_dir() and any(run.iterdir()):
-        if not (run / config_file).is_file():
+        if not (run / marker).is_file():
             raise FileExistsError(
-                f"{run} is not empty and holds no run of this package (no {config_file}): "
+                f"{run} is not empty and holds no run of this package (no {marker}): "
                 "choose an empty or new directory"
             )
         for name in LOGS:

@@ -209,3 +209,13 @@ def test_bench_generate_prints_the_ratio(capsys):
     out = capsys.readouterr().out
     assert "full RL rollout (policy, env, reference scores):" in out
     assert "speedup rollout / generate:" in out
+
+
+def test_train_never_writes_into_a_model_directory(micro_reference_dir, tmp_path, capsys):
+    model_dir = tmp_path / "model"  # holds a config.json too: its model's
+    shutil.copytree(micro_reference_dir, model_dir)
+    (model_dir / "metrics.csv").write_text("step,loss\n1,2.0\n")
+    argv = ["train", "--out", str(model_dir), "--ref", str(micro_reference_dir), *TRAIN_BUDGET]
+    assert main(argv) == 2
+    assert "holds no run of this package" in capsys.readouterr().err
+    assert (model_dir / "metrics.csv").read_text() == "step,loss\n1,2.0\n"

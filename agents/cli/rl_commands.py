@@ -63,11 +63,11 @@ def rl_config_from_args(args: argparse.Namespace):
 @command("train", "RL fine-tuning of a reference model (PPO / A2C, weighted KL)", _train_arguments)
 def _train(args: argparse.Namespace) -> int:
     from agents.lm.model import DEFAULT_REFERENCE
-    from agents.rl.trainer import open_trainer
+    from agents.rl.trainer import REFERENCE_FILE, open_trainer
 
     config = rl_config_from_args(args)
     reference = args.ref or DEFAULT_REFERENCE
-    saved = Path(args.out) / "reference.txt"
+    saved = Path(args.out) / REFERENCE_FILE
     if args.resume and args.ref is None and saved.exists():
         reference = saved.read_text().strip()
     trainer = open_trainer(config, args.out, reference, args.resume, args.device)

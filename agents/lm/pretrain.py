@@ -203,8 +203,7 @@ def pretrain(
             f"{out} holds a checkpoint of arith-gym < 0.2 (trainer_state/): move trainer_state/model/* "
             "and trainer_state/trainer.pt into checkpoint/ to resume it"
         )
-    resume = open_run(out, resume, CONFIG_FILE)
-    out.mkdir(parents=True, exist_ok=True)
+    resume = open_run(out, resume, CONFIG_FILE)  # creates ``out`` for a new run
     torch.manual_seed(config.seed)
     if resume:
         model, optimizer, scheduler, rng, step = load_state(out, config, device)

@@ -44,6 +44,9 @@ from agents.rundir import (
 )
 
 CONFIG_FILE = "config.json"
+REFERENCE_FILE = "reference.txt"
+"""Which reference model a run fine-tunes; only an RL run writes it (a model directory also
+holds a ``config.json``: its model's)."""
 ROLLOUT_STREAM, EVAL_STREAM = 0, 1
 
 
@@ -163,7 +166,7 @@ class Trainer:
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / CONFIG_FILE).write_text(self.config.to_json())
-        (self.run_dir / "reference.txt").write_text(str(self.reference_dir.resolve()) + "\n")
+        (self.run_dir / REFERENCE_FILE).write_text(str(self.reference_dir.resolve()) + "\n")
         # TensorBoard's steps are episodes: drop the events logged after the checkpoint.
         writer = SummaryWriter(
             str(self.run_dir / "tb"), purge_step=self.episodes + 1 if self.update else None
@@ -233,7 +236,7 @@ def open_trainer(
 ) -> Trainer:
     """A :class:`Trainer` for ``run_dir`` after the one resume rule, restored if it resumes."""
     # The saved state is read (and checked) before any model is loaded.
-    state = load_trainer_state(run_dir) if open_run(run_dir, resume, CONFIG_FILE) else None
+    state = load_trainer_state(run_dir) if open_run(run_dir, resume, REFERENCE_FILE) else None
     trainer = Trainer(config, reference_dir, run_dir, device)
     if state is not None:
         trainer.load(state)

@@ -21,7 +21,7 @@ from agents.evaluation.accuracy import rl_evaluation
 from agents.kl import WEIGHTINGS
 from agents.lm.model import load_reference
 from agents.rl.config import RLConfig
-from agents.rl.trainer import EVAL_STREAM, derived_seed
+from agents.rl.trainer import EVAL_STREAM, REFERENCE_FILE, derived_seed
 from agents.rundir import METRICS, append_row
 from agents.sb3.env import make_sb3_env
 from agents.sb3.kl_penalty import KLA2C, KLPPO
@@ -191,7 +191,7 @@ def train_sb3(
     _, task = load_reference(reference_dir)
     temperature = config.temperature if config.temperature is not None else task.temperature
     (run / "config.json").write_text(config.with_overrides(temperature=temperature).to_json())
-    (run / "reference.txt").write_text(str(Path(reference_dir).resolve()) + "\n")
+    (run / REFERENCE_FILE).write_text(str(Path(reference_dir).resolve()) + "\n")
     rng = np.random.default_rng(config.seed)
     mean_length = np.mean(
         [len(target_text(*sample_operands(rng, config.split, task.comfort_digits))) for _ in range(256)]
