@@ -201,7 +201,10 @@ def open_run(run_dir: str | Path, resume: bool | None, marker: str) -> bool:
                 shutil.rmtree(target)
             else:
                 target.unlink(missing_ok=True)
-    run.mkdir(parents=True, exist_ok=True)  # an --out that cannot be a directory fails here, first
+    try:  # an --out that cannot be a directory fails here, before any model loads
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"cannot create the run directory {run}: {err.strerror or err}") from None
     return False
 
 

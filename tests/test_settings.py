@@ -92,3 +92,18 @@ def test_non_finite_weights_are_named_at_load(micro_reference_dir, tmp_path):
     save_file(weights, damaged / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match="model.safetensors is damaged: .* holds non-finite values"):
         load_reference(damaged)
+
+
+def test_an_unwritable_out_is_a_one_line_error(micro_reference_dir, capsys):
+    # /proc takes no new directories, not even from root (which ignores file permissions).
+    argv = [
+        "train",
+        "--out",
+        "/proc/arith-gym-run",
+        "--ref",
+        str(micro_reference_dir),
+        "--total-episodes",
+        "1",
+    ]
+    assert main(argv) == 2
+    assert "cannot create the run directory /proc/arith-gym-run" in _error(capsys)
