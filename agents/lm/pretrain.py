@@ -27,7 +27,7 @@ from transformers import GPT2LMHeadModel, get_cosine_schedule_with_warmup
 from agents.lm.batches import make_batch
 from agents.lm.decoding import GREEDY
 from agents.lm.episodes import play_episodes
-from agents.lm.model import TaskInfo, build_model, save_reference
+from agents.lm.model import TaskInfo, build_model, load_reference, save_reference
 from agents.rundir import (
     CHECKPOINT,
     METRICS,
@@ -168,7 +168,8 @@ def load_state(out_dir: Path, config: PretrainConfig, device: str | torch.device
     if saved["config"] != asdict(config):
         changed = {k for k in saved["config"] if saved["config"][k] != asdict(config).get(k)}
         raise ValueError(f"--resume with different settings than the checkpoint: {sorted(changed)}")
-    model = GPT2LMHeadModel.from_pretrained(checkpoint_dir(out_dir), local_files_only=True).to(device)
+    # The checkpoint is a reference model directory: loaded (and checked) as one.
+    model = load_reference(checkpoint_dir(out_dir))[0].to(device)
     optimizer, scheduler = make_optimizer(model, config)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
