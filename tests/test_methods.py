@@ -1,4 +1,4 @@
-"""Exploration methods (agents/rl/methods.py and their hooks in agents/rl/ppo.py)."""
+"""Exploration methods (agents/rl/methods.py and their hooks in agents/rl/update.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import torch
 
 from agents.rl.config import RLConfig
 from agents.rl.methods import METHODS, apply_method, beta_sweep, method_settings
-from agents.rl.ppo import kl_cov_tokens, policy_gradient_tokens, ppo_update, token_kl_weights, top_fraction
 from agents.rl.trainer import Trainer
+from agents.rl.update import kl_cov_tokens, policy_gradient_tokens, top_fraction
+from agents.rl.update import policy_update as ppo_update
+from agents.rl.weightings import token_kl_weights
 
 SMALL = RLConfig(
     lr=1e-3,

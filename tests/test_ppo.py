@@ -1,4 +1,4 @@
-"""PPO / A2C update (agents/rl/ppo.py) and RL settings (agents/rl/config.py)."""
+"""The policy update (agents/rl/update.py) with PPO / A2C, GAE, and RL settings (agents/rl/config.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,23 @@ import torch
 from agents.kl import kl_estimate
 from agents.lm.episodes import make_vector_env
 from agents.lm.model import build_model
+from agents.rl.advantages import AdvantageInputs
+from agents.rl.advantages import gae as gae_estimator
+from agents.rl.algorithms import check_config
 from agents.rl.config import PRESETS, RLConfig
 from agents.rl.policy import LMPolicy
-from agents.rl.ppo import KLController, gae, policy_forward, ppo_update, shaped_rewards, token_kl_weights
 from agents.rl.rollout import collect_rollout
+from agents.rl.update import KLController, policy_forward, shaped_rewards
+from agents.rl.update import policy_update as ppo_update
+from agents.rl.weightings import token_kl_weights
+
+
+def gae(rewards, values, mask, gamma, lam):
+    """The registered ``gae`` estimator without whitening: (advantages, returns)."""
+    groups = torch.arange(rewards.shape[0])
+    out = gae_estimator(AdvantageInputs(rewards, mask, values, groups, gamma, lam, normalize=False))
+    return out.advantages, out.returns
+
 
 # ----------------------------------------------------------------------------- GAE
 
@@ -202,11 +215,9 @@ def test_adaptive_kl_in_the_update():
 @pytest.mark.parametrize(
     "bad",
     [
-        {"algo": "sac"},
         {"lr": -1e-5},
         {"lr": 0.0},
         {"minibatches": 8, "episodes_per_update": 4},
-        {"kl_weighting": "some"},
         {"kl_estimator": "k4"},
         {"kl_in": "value"},
         {"gamma": 1.5},
@@ -221,6 +232,28 @@ def test_adaptive_kl_in_the_update():
 def test_rl_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         RLConfig(**bad)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"algo": "sac"}, r"unknown algorithm 'sac'; registered: ppo, a2c, grpo"),
+        ({"kl_weighting": "some"}, r"unknown KL weighting 'some'; registered: none, uniform, critical"),
+        ({"advantage": "td"}, r"unknown advantage estimator 'td'; registered: gae, grpo"),
+        ({"policy_loss": "trpo"}, r"unknown policy loss 'trpo'; registered: ppo_clip, vanilla"),
+        ({"loss_agg": "sum"}, r"unknown loss aggregation 'sum'; registered: token_mean"),
+        ({"algo": "grpo", "group_size": 1}, r"advantage 'grpo' needs group_size >= 2, got 1"),
+        (
+            {"algo": "grpo", "episodes_per_update": 12},
+            r"episodes_per_update \(12\) must be a multiple of group_size \(8\)",
+        ),
+        ({"dynamic_sampling": True}, r"with dynamic_sampling needs group_size >= 2"),
+    ],
+)
+def test_start_up_check_names_the_bad_registered_name(bad, message):
+    config = RLConfig(**bad)  # registered names are checked when a run starts (plug-ins first)
+    with pytest.raises(ValueError, match=message):
+        check_config(config)
 
 
 def test_overrides_reject_unknown_names():

@@ -158,7 +158,7 @@ def _interrupted_then_resumed(config, reference, run_dir, monkeypatch, send_sigi
 def _sigint_during_rollout_of_update_2(trainer, monkeypatch):
     import agents.rl.trainer as train_module
 
-    real, calls = train_module.collect_rollout, []
+    real, calls = train_module.sample_batch, []
 
     def rollout(*args, **kwargs):
         calls.append(1)
@@ -166,7 +166,7 @@ def _sigint_during_rollout_of_update_2(trainer, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "collect_rollout", rollout)
+    monkeypatch.setattr(train_module, "sample_batch", rollout)
 
 
 def _sigint_between_minibatches_of_update_2(trainer, monkeypatch):

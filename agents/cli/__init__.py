@@ -15,13 +15,20 @@ from collections.abc import Sequence
 
 from agents import MissingExtra
 from agents.cli import model_commands, rl_commands  # noqa: F401  (they register the commands)
-from agents.cli.registry import COMMANDS, build_parser
+from agents.cli.registry import COMMANDS, build_parser, plugin_paths
+from agents.rl.registry import load_plugins
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``arith-rl``; returns the exit code (2 with a one-line error for a bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     invoked = next((word for word in argv if not word.startswith("-")), None)
+    try:
+        # Plug-ins register their names before the parser takes its choices from the registries.
+        load_plugins(plugin_paths(argv))
+    except ValueError as err:
+        print(f"arith-rl {invoked}: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser(invoked if invoked in COMMANDS else None).parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)

@@ -80,3 +80,14 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, object]:
 
 def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def plugin_paths(argv: Sequence[str]) -> list[str]:
+    """The files of every ``--plugin FILE`` (or ``--plugin=FILE``) in ``argv``, in order."""
+    paths = []
+    for i, word in enumerate(argv):
+        if word == "--plugin" and i + 1 < len(argv):
+            paths.append(argv[i + 1])
+        elif word.startswith("--plugin="):
+            paths.append(word.partition("=")[2])
+    return paths

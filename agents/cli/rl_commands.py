@@ -22,18 +22,30 @@ def _rl_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any RLConfig setting (JSON value)"
     )
     parser.add_argument("--total-episodes", type=int, help="episode budget of each run")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="a Python file that registers algorithms, estimators, losses or KL weightings (repeatable)",
+    )
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    from agents.rl.config import ALGOS, KL_WEIGHTINGS
+    from agents.rl.algorithms import ALGORITHMS
     from agents.rl.methods import METHODS
+    from agents.rl.weightings import KL_WEIGHTING_FUNCTIONS
 
     parser.add_argument("--out", required=True, help="run directory")
     _rl_arguments(parser)
     parser.add_argument("--config", help="JSON file of settings (may name a 'preset')")
     parser.add_argument("--method", help=f"an exploration method: {', '.join(METHODS)} (critical*@beta=B)")
-    parser.add_argument("--kl-weighting", choices=KL_WEIGHTINGS, help="per-token KL weighting")
-    parser.add_argument("--algo", choices=ALGOS, help="RL algorithm")
+    parser.add_argument(
+        "--kl-weighting", choices=KL_WEIGHTING_FUNCTIONS.names(), help="per-token KL weighting"
+    )
+    parser.add_argument(
+        "--algo", choices=ALGORITHMS.names(), help="RL algorithm, with its settings (default: the preset's)"
+    )
     parser.add_argument("--seed", type=int, help="seed of the run (problems, sampling, value head)")
     parser.add_argument("--episodes-per-update", type=int, help="episodes per update")
     parser.add_argument("--lr", type=float, help="learning rate")
@@ -47,20 +59,21 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def rl_config_from_args(args: argparse.Namespace):
-    """The preset (or the config file), then the method, then ``--set`` pairs, then the named flags."""
+    """The preset (or the config file), then the algorithm, then the method, then ``--set`` pairs,
+    then the named flags."""
+    from agents.rl.algorithms import algorithm_and_method, check_config
     from agents.rl.config import PRESETS, RLConfig
-    from agents.rl.methods import apply_method
 
     config = RLConfig.from_file(args.config) if args.config else PRESETS[args.preset]
     overrides = parse_settings(args.set)
-    named = ("kl_weighting", "algo", "seed", "total_episodes", "episodes_per_update", "lr", "kl_coef", "beta")
+    named = ("kl_weighting", "seed", "total_episodes", "episodes_per_update", "lr", "kl_coef", "beta")
     overrides.update({k: getattr(args, k) for k in (*named, "temperature") if getattr(args, k) is not None})
-    if args.method:
-        config = apply_method(config, args.method)
-    return config.with_overrides(**overrides)
+    config = algorithm_and_method(config, args.algo, args.method).with_overrides(**overrides)
+    check_config(config)
+    return config
 
 
-@command("train", "RL fine-tuning of a reference model (PPO / A2C, weighted KL)", _train_arguments)
+@command("train", "RL fine-tuning of a reference model (PPO, GRPO, ...; weighted KL)", _train_arguments)
 def _train(args: argparse.Namespace) -> int:
     from agents.lm.model import DEFAULT_REFERENCE
     from agents.rl.trainer import REFERENCE_FILE, open_trainer
@@ -122,7 +135,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
-    from agents.experiments.jobs import ALGOS, CompareSettings
+    from agents.experiments.jobs import CompareSettings, algorithm_names
     from agents.experiments.runners import BACKENDS
     from agents.rl.methods import METHODS
 
@@ -134,7 +147,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", default=joined(default.seeds), help="comma-separated seeds")
     parser.add_argument(
-        "--algos", default=joined(default.algos), help=f"comma-separated, of: {joined(ALGOS)}"
+        "--algos", default=joined(default.algos), help=f"comma-separated, of: {joined(algorithm_names())}"
     )
     parser.add_argument("--betas", help="sweep beta for the critical methods, e.g. 10,150,1000,10000")
     _rl_arguments(parser)
@@ -168,6 +181,7 @@ def _compare(args: argparse.Namespace) -> int:
         overrides=tuple(overrides.items()),
         reference=args.ref,
         threshold=args.threshold,
+        plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin),
     )
     started = time.perf_counter()
     command_line = "arith-rl " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("arith-rl") else ""

@@ -8,12 +8,12 @@
 """
 
 from agents.experiments.compare import compare
-from agents.experiments.jobs import ALGOS, CompareSettings, Job, run_job
+from agents.experiments.jobs import CompareSettings, Job, algorithm_names, run_job
 from agents.experiments.plots import plot_comparison, plot_critical, plot_runs
 from agents.experiments.results import collect, summarize_methods, summary_markdown
 
 __all__ = [
-    "ALGOS",
+    "algorithm_names",
     "CompareSettings",
     "Job",
     "collect",

@@ -14,15 +14,17 @@ from pathlib import Path
 import torch
 
 from agents.lm.model import DEFAULT_REFERENCE
-from agents.rl.config import ALGOS as LOCAL_ALGOS
+from agents.rl.algorithms import ALGORITHMS, algorithm_and_method, check_config
 from agents.rl.config import PRESETS, RLConfig
-from agents.rl.methods import apply_method
+from agents.rl.registry import load_plugins
 from agents.rl.trainer import open_trainer
 from agents.rundir import METRICS, read_metrics
 from agents.sb3.train import SB3_ALGOS, train_sb3
 
-ALGOS = (*LOCAL_ALGOS, *SB3_ALGOS)
-"""Every algorithm a comparison can run: ``agents.rl``'s and SB3's."""
+
+def algorithm_names() -> tuple[str, ...]:
+    """Every algorithm a comparison can run: ``agents.rl``'s registered ones (plug-ins' too) and SB3's."""
+    return (*ALGORITHMS.names(), *SB3_ALGOS)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class Job:
     reference: str
     run_dir: str
     threads: int = 1
+    plugins: tuple[str, ...] = ()
+    """Plug-in files the worker loads before it builds anything (their names are in ``config``)."""
 
     @property
     def name(self) -> str:
@@ -55,11 +59,14 @@ class CompareSettings:
     reference: str | None = None
     threshold: float | None = None
     """plus{k} accuracy to reach; None: the initial accuracy + 0.15."""
+    plugins: tuple[str, ...] = ()
+    """Plug-in files (:func:`agents.rl.registry.load_plugin`), loaded here and in every worker."""
 
     def __post_init__(self) -> None:
+        load_plugins(self.plugins)
         for algo in self.algos:
-            if algo not in ALGOS:
-                raise ValueError(f"unknown algorithm {algo!r}; expected some of {ALGOS}")
+            if algo not in algorithm_names():
+                raise ValueError(f"unknown algorithm {algo!r}; registered: {', '.join(algorithm_names())}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         if not self.methods or not self.seeds or not self.algos:
@@ -70,13 +77,15 @@ class CompareSettings:
     def jobs(self, out: str | Path, threads: int = 1) -> list[Job]:
         """One job per (algorithm, method, seed); unknown methods or settings fail here, before any run."""
         reference = str(self.reference or DEFAULT_REFERENCE)
-        base = PRESETS[self.preset].with_overrides(**dict(self.overrides))
         jobs = []
         for algo in self.algos:
+            local = algo in ALGORITHMS
             for method in self.methods:
-                config = apply_method(base, method)
-                if algo in LOCAL_ALGOS:
-                    config = config.with_overrides(algo=algo)
+                # preset, then the algorithm's settings, then the method's, then the user's --set
+                config = algorithm_and_method(PRESETS[self.preset], algo if local else None, method)
+                config = config.with_overrides(**dict(self.overrides))
+                if local:
+                    check_config(config)
                 for seed in self.seeds:
                     run_dir = Path(out) / "runs" / f"{algo}-{method}-s{seed}"
                     jobs.append(
@@ -88,6 +97,7 @@ class CompareSettings:
                             reference,
                             str(run_dir),
                             threads,
+                            self.plugins,
                         )
                     )
         return jobs
@@ -96,13 +106,14 @@ class CompareSettings:
 def run_job(job: Job, on_update: Callable[[dict], None] | None = None) -> str:
     """Train one job to the end (resuming or skipping work already in its run directory)."""
     torch.set_num_threads(job.threads)
+    load_plugins(job.plugins)
     if job.algo in SB3_ALGOS:
         if not _finished(job):
             _reset(Path(job.run_dir))  # an SB3 run cannot resume mid-way: start it again
             train_sb3(job.config, job.run_dir, job.reference, job.algo, on_update=on_update)
         return job.run_dir
     trainer = open_trainer(job.config, job.run_dir, job.reference, resume=None)
-    if trainer.update < job.config.num_updates:
+    if trainer.episodes < job.config.total_episodes:
         trainer.run(progress=False, on_update=on_update)
     return job.run_dir
 

@@ -10,14 +10,11 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from agents.kl import CERTAINTY_KINDS, KL_ESTIMATORS, MAX_BETA, WEIGHTINGS
+from agents.kl import CERTAINTY_KINDS, KL_ESTIMATORS, MAX_BETA
 from agents.settings import check_field_types, read_json, settings_from_mapping
 from arith_gym.operands import split_offset
 
-ALGOS = ("ppo", "a2c")
 KL_PLACEMENTS = ("loss", "reward")
-KL_WEIGHTINGS = (*WEIGHTINGS, "oracle_critical")
-"""``agents.kl`` weightings, plus ``oracle_critical``: 0 on the env's critical tokens, 1 elsewhere."""
 PG_TOKENS = ("all", "entropy_topk")
 
 
@@ -27,7 +24,26 @@ class RLConfig:
 
     # --- algorithm
     algo: str = "ppo"
-    """``ppo``: clipped surrogate, several epochs; ``a2c``: plain policy gradient, one pass."""
+    """A registered algorithm (:mod:`agents.rl.algorithms`: ``ppo``, ``a2c``, ``grpo``, ...): its
+    advantage estimator, policy loss, loss aggregation and group size, unless set below.
+    Registered names (algorithms, pieces, KL weightings) are checked when a run starts
+    (:func:`agents.rl.algorithms.check_config`), after any plug-in has registered its own."""
+    advantage: str | None = None
+    """Advantage estimator (:mod:`agents.rl.advantages`); None: the algorithm's."""
+    policy_loss: str | None = None
+    """Policy loss (:mod:`agents.rl.losses`); None: the algorithm's."""
+    loss_agg: str | None = None
+    """Loss aggregation (:mod:`agents.rl.losses`); None: the algorithm's."""
+    group_size: int | None = None
+    """Episodes per problem G (group estimators need G >= 2): an update plays
+    ``episodes_per_update / G`` problems G times each. None: the algorithm's."""
+    loss_length_norm: float | None = None
+    """The constant length of ``seq_mean_token_sum_norm``; None: the env's episode step limit."""
+    dynamic_sampling: bool = False
+    """DAPO: drop groups whose rewards are all equal and sample more problems (counted in the
+    budget) until the update has ``episodes_per_update / G`` informative groups."""
+    max_sampling_rounds: int = 4
+    """Dynamic sampling gives up after this many rollouts per update and trains on what it has."""
     lr: float = 1e-5
     gamma: float = 1.0
     gae_lambda: float = 1.0
@@ -80,8 +96,6 @@ class RLConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         choices = {
-            "algo": ALGOS,
-            "kl_weighting": KL_WEIGHTINGS,
             "pg_tokens": PG_TOKENS,
             "kl_estimator": KL_ESTIMATORS,
             "kl_in": KL_PLACEMENTS,
@@ -98,6 +112,11 @@ class RLConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         at_least_one = ("update_epochs", "minibatches", "episodes_per_update", "total_episodes")
+        at_least_one += ("max_sampling_rounds",)
+        if self.group_size is not None and self.group_size < 1:
+            raise ValueError(f"group_size must be at least 1, got {self.group_size}")
+        if self.loss_length_norm is not None and not self.loss_length_norm > 0:
+            raise ValueError(f"loss_length_norm must be positive, got {self.loss_length_norm}")
         for name in at_least_one + ("eval_every", "eval_episodes", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

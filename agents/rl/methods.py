@@ -12,8 +12,18 @@ A ``critical`` method takes a β suffix, e.g. ``critical@beta=1000`` (the paper'
 from __future__ import annotations
 
 from agents.rl.config import RLConfig
+from agents.rl.registry import Registry
 
-METHODS: dict[str, dict[str, object]] = {
+METHODS: Registry[dict[str, object]] = Registry("method")
+"""Method name -> the settings it fixes (:func:`register_method` adds one)."""
+
+
+def register_method(name: str, **settings: object) -> None:
+    """Register method ``name``: the ``RLConfig`` settings it fixes (checked when it is applied)."""
+    METHODS.add(name, dict(settings))
+
+
+_BUILT_IN: dict[str, dict[str, object]] = {
     "none": {"kl_weighting": "none"},
     "uniform": {"kl_weighting": "uniform"},
     "critical": {"kl_weighting": "critical", "certainty_kind": "negentropy"},
@@ -26,7 +36,8 @@ METHODS: dict[str, dict[str, object]] = {
     # KL-Cov (arXiv 2505.22617): their k = 0.2% of tokens, coefficient 1.
     "kl_cov": {"kl_weighting": "uniform", "kl_cov_fraction": 0.002, "kl_cov_coef": 1.0},
 }
-"""Method name -> the settings it fixes."""
+for _name, _settings in _BUILT_IN.items():
+    register_method(_name, **_settings)
 
 
 def method_settings(name: str) -> dict[str, object]:
@@ -37,7 +48,7 @@ def method_settings(name: str) -> dict[str, object]:
     """
     base, _, suffix = name.partition("@")
     if base not in METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)} (critical*@beta=B)")
+        raise ValueError(f"unknown method {name!r}; registered: {', '.join(METHODS)} (critical*@beta=B)")
     settings = dict(METHODS[base])
     if suffix:
         key, _, value = suffix.partition("=")
@@ -59,7 +70,7 @@ def beta_sweep(methods: list[str], betas: list[float]) -> list[str]:
     """Replace each critical method by one ``@beta=B`` variant per β (others unchanged)."""
     swept = []
     for name in methods:
-        if betas and METHODS.get(name, {}).get("kl_weighting") == "critical":
+        if betas and name in METHODS and METHODS[name].get("kl_weighting") == "critical":
             swept.extend(f"{name}@beta={beta:g}" for beta in betas)
         else:
             swept.append(name)

@@ -49,6 +49,8 @@ class Rollout:
     critical: torch.Tensor  # bool: the env labelled this token critical
     critical_labels: torch.Tensor  # [B, T, 4] line, operand, index, kind code (-1 if none)
     correct: np.ndarray  # [B] bool
+    max_steps: int = 0  # the env's episode step limit
+    groups: torch.Tensor | None = None  # [B] long: equal ids played the same problem (None: all differ)
     timings: dict[str, float] = field(default_factory=dict)
     # From the frozen reference (score_with_reference), None until it has scored the episodes:
     ref_logp: torch.Tensor | None = None  # log pi_ref(a) at the policy temperature
@@ -128,6 +130,8 @@ def collect_rollout(
 
     prompt_ids, prompt_mask, _ = left_pad(prompts, device)
     rollout = record.finish(t + 1, prompt_ids, prompt_mask, correct, timings)
+    rollout.max_steps = steps
+    rollout.groups = torch.arange(batch, device=device)
     if reference is not None:
         reference_started = time.perf_counter()
         score_with_reference(rollout, reference, policy.temperature, certainty_temperature, certainty_kind)

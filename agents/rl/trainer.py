@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
@@ -26,10 +25,11 @@ from tqdm.auto import tqdm
 from agents.evaluation.accuracy import rl_evaluation
 from agents.lm.episodes import make_vector_env
 from agents.lm.model import DEFAULT_REFERENCE, TaskInfo, load_reference, save_reference
+from agents.rl.algorithms import check_config
 from agents.rl.config import RLConfig
 from agents.rl.policy import LMPolicy
-from agents.rl.ppo import KLController, ppo_update
-from agents.rl.rollout import collect_rollout
+from agents.rl.sampling import derived_seed, sample_batch
+from agents.rl.update import KLController, policy_update
 from agents.rundir import (
     CHECKPOINT,
     METRICS,
@@ -48,11 +48,7 @@ REFERENCE_FILE = "reference.txt"
 """Which reference model a run fine-tunes; only an RL run writes it (a model directory also
 holds a ``config.json``: its model's)."""
 ROLLOUT_STREAM, EVAL_STREAM = 0, 1
-
-
-def derived_seed(seed: int, *keys: int) -> int:
-    """An independent seed for the stream ``keys`` of a run seeded ``seed`` (e.g. one per update)."""
-    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+__all__ = ["EVAL_STREAM", "Trainer", "derived_seed", "open_trainer", "train"]
 
 
 class Trainer:
@@ -65,6 +61,7 @@ class Trainer:
         if config.temperature is None:
             config = config.with_overrides(temperature=self.task.temperature)
         self.config = config
+        self.pieces = check_config(config)  # unknown names fail before any work
         torch.manual_seed(config.seed)  # the value head's initialisation
         self.policy = LMPolicy(copy.deepcopy(reference), config.temperature, config.value_hidden).to(device)
         self.reference = reference.to(device).requires_grad_(False)
@@ -132,22 +129,25 @@ class Trainer:
     def train_one_update(self) -> dict[str, float]:
         config = self.config
         started = time.perf_counter()
-        rollout = collect_rollout(
+        rollout, sampling = sample_batch(
             self.policy,
             self.reference,
             self.env,
             self.generator,
             seed=derived_seed(config.seed, ROLLOUT_STREAM, self.update),
+            group_size=self.pieces.group_size,
+            dynamic_sampling=config.dynamic_sampling,
+            max_rounds=config.max_sampling_rounds,
             certainty_temperature=config.certainty_temperature,
             certainty_kind=config.certainty_kind,
         )
-        stats = ppo_update(self.policy, self.optimizer, rollout, config, self.kl, self.generator)
+        stats = policy_update(self.policy, self.optimizer, rollout, config, self.kl, self.generator)
         self.update += 1
-        self.episodes += config.episodes_per_update
+        self.episodes += sampling.sampled_episodes
         stats.update(
             update=self.update,
             episodes=self.episodes,
-            train_accuracy=rollout.accuracy(),
+            **sampling.as_row(),
             tokens=rollout.num_tokens,
             rollout_seconds=rollout.timings["total"],
             update_seconds=time.perf_counter() - started,
@@ -160,7 +160,8 @@ class Trainer:
         max_updates: int | None = None,
         on_update: Callable[[dict[str, float]], None] | None = None,
     ) -> Path:
-        """Train until ``config.total_episodes`` (or ``max_updates`` more updates); returns the run dir.
+        """Train until ``config.total_episodes`` episodes are spent (or ``max_updates`` more updates);
+        returns the run dir.
 
         ``on_update`` receives each update's logged row (e.g. to drive an outside progress bar).
         """
@@ -171,26 +172,28 @@ class Trainer:
         writer = SummaryWriter(
             str(self.run_dir / "tb"), purge_step=self.episodes + 1 if self.update else None
         )
-        last = (
-            self.config.num_updates
-            if max_updates is None
-            else min(self.config.num_updates, self.update + max_updates)
+        total = self.config.total_episodes
+        last = None if max_updates is None else self.update + max_updates
+        # The bar counts episodes: dynamic sampling spends a varying number per update.
+        bar = tqdm(
+            total=total, initial=min(self.episodes, total), desc="train", unit="episode", disable=not progress
         )
-        bar = tqdm(total=self.config.num_updates, initial=self.update, desc="train", disable=not progress)
         self.policy.train()
         if self.update == 0:
             self._log({"update": 0, "episodes": 0, **self.evaluate()}, writer, bar)
         try:
             with InterruptAtBoundary() as interrupt:
-                while self.update < last:
+                while self.episodes < total and self.update != last:
+                    before = self.episodes
                     row = self.train_one_update()
-                    if self.update % self.config.eval_every == 0 or self.update == self.config.num_updates:
+                    finished = self.episodes >= total
+                    if self.update % self.config.eval_every == 0 or finished:
                         row.update(self.evaluate())
                     self._log(row, writer, bar)
-                    bar.update(1)
+                    bar.update(min(self.episodes, total) - min(before, total))
                     if on_update is not None:
                         on_update(row)
-                    due = self.update % self.config.checkpoint_every == 0 or self.update == last
+                    due = self.update % self.config.checkpoint_every == 0 or finished or self.update == last
                     if due or interrupt.requested:
                         self.save()
                     if interrupt.requested:

@@ -2,7 +2,7 @@
 
 SB3's ``train()`` has no hook for an extra loss term, and adding one means copying its
 whole update loop (once for PPO, A2C and MaskablePPO each). So the penalty goes into the
-reward instead, like ``kl_in="reward"`` of :mod:`agents.rl.ppo`: on every rollout step the
+reward instead, like ``kl_in="reward"`` of :mod:`agents.rl.update`: on every rollout step the
 :class:`KLRewardPenalty` callback subtracts ``kl_coef * w * KL`` of the token just played
 from that step's reward, with ``KL`` the estimator ``kl_estimator`` of KL(π ‖ π_ref) and
 ``w = kl_weights(kl_weighting, J, beta)``, ``J`` the reference's certainty at

@@ -21,7 +21,8 @@ from agents.evaluation.accuracy import rl_evaluation
 from agents.kl import WEIGHTINGS
 from agents.lm.model import load_reference
 from agents.rl.config import RLConfig
-from agents.rl.trainer import EVAL_STREAM, REFERENCE_FILE, derived_seed
+from agents.rl.sampling import derived_seed
+from agents.rl.trainer import EVAL_STREAM, REFERENCE_FILE
 from agents.rundir import METRICS, append_row
 from agents.sb3.env import make_sb3_env
 from agents.sb3.kl_penalty import KLA2C, KLPPO
@@ -73,12 +74,20 @@ USED_HERE: tuple[str, ...] = (
     "entropy_top_fraction",
     "kl_cov_coef",
     "adaptive_kl_horizon",
+    "max_sampling_rounds",
 )
 UNSUPPORTED: dict[str, object] = {
     "clip_coef_high": None,
     "pg_tokens": "all",
     "kl_cov_fraction": 0.0,
     "adaptive_kl_target": None,
+    # SB3's own advantage (GAE), loss and aggregation; one problem per episode:
+    "advantage": None,
+    "policy_loss": None,
+    "loss_agg": None,
+    "loss_length_norm": None,
+    "group_size": None,
+    "dynamic_sampling": False,
 }
 """RLConfig fields SB3 cannot express, with the only value an SB3 run accepts."""
 

@@ -1,16 +1,20 @@
-"""One PPO / A2C update on a batch of LM episodes, with a per-token weighted KL penalty.
+"""One policy update on a batch of LM episodes, with a per-token weighted KL to the reference.
 
 Read top to bottom, in the manner of CleanRL's ``ppo.py``:
 
-1. the per-token rewards (the env's final reward, minus the weighted KL if it goes in the reward);
-2. GAE advantages and returns (gamma = 1 in the paper);
-3. epochs x minibatches of episodes: re-run the policy on whole sequences, then
-   clipped surrogate (PPO) or plain policy gradient (A2C), value loss, entropy bonus and
-   the weighted KL term, one optimizer step per minibatch with gradient clipping.
+1. the per-token KL weights (:mod:`agents.rl.weightings`) and the per-token rewards (the env's
+   outcome reward, minus the weighted KL if the KL goes in the reward);
+2. the advantages, from the config's estimator (:mod:`agents.rl.advantages`: GAE with the
+   critic, or a group estimator such as GRPO's);
+3. epochs x minibatches of episodes: re-run the policy on whole sequences, then the config's
+   policy loss (:mod:`agents.rl.losses`: PPO's clip, the plain policy gradient, GSPO, CISPO),
+   the value loss (critic estimators only), the entropy bonus and the weighted KL term, each per
+   token, aggregated into one number the config's way; one optimizer step per minibatch with
+   gradient clipping.
 
-The KL weight of each token is ``kl_weights(config.kl_weighting, J)`` with J the reference
-model's certainty there (see ``agents.kl``): 1 everywhere for the standard KL, J**beta for the
-paper's prioritized KL, 0 for none, 0 exactly on the env's critical tokens for ``oracle_critical``.
+The KL weight of each token is the config's registered weighting: 1 everywhere for the standard
+KL, J**beta for the paper's prioritized KL, 0 for none, 0 exactly on the env's critical tokens
+for ``oracle_critical``.
 
 Exploration baselines (see :mod:`agents.rl.methods`) hook in at two places: ``pg_tokens="entropy_topk"``
 restricts the policy gradient to the batch's highest-entropy tokens, and ``kl_cov_fraction > 0``
@@ -25,10 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.kl import kl_estimate, kl_weights
+from agents.kl import kl_estimate
+from agents.rl.advantages import AdvantageInputs
+from agents.rl.algorithms import check_config
 from agents.rl.config import RLConfig
+from agents.rl.losses import LOSS_AGGREGATIONS, POLICY_LOSSES, PolicyLossInputs
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import Rollout, episode_inputs
+from agents.rl.weightings import token_kl_weights
 
 
 @dataclass
@@ -44,18 +52,6 @@ class KLController:
             return
         error = float(np.clip(observed_kl / self.target - 1.0, -0.2, 0.2))
         self.coef *= 1.0 + error * episodes / self.horizon
-
-
-def token_kl_weights(rollout: Rollout, config: RLConfig) -> torch.Tensor:
-    """Per-token KL weights [B, T] from the reference certainty recorded in the rollout.
-
-    ``oracle_critical`` reads the env's structural labels instead: 0 on critical tokens, 1 elsewhere.
-    """
-    if config.kl_weighting == "oracle_critical":
-        weights = (~rollout.critical).float()
-    else:
-        weights = kl_weights(config.kl_weighting, rollout.certainty, config.beta, config.weight_floor)
-    return weights.expand_as(rollout.logp) * rollout.mask
 
 
 def top_fraction(scores: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -91,22 +87,6 @@ def shaped_rewards(rollout: Rollout, weights: torch.Tensor, config: RLConfig, kl
     return rewards
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
-    """Generalized advantage estimates and returns over [B, T] episodes that end at ``mask``'s end."""
-    advantages = torch.zeros_like(rewards)
-    last = torch.zeros(rewards.shape[0], device=rewards.device)
-    steps = rewards.shape[1]
-    for t in reversed(range(steps)):
-        # The next token belongs to the episode iff it is masked in; past the end, value 0.
-        next_live = mask[:, t + 1].float() if t + 1 < steps else torch.zeros_like(last)
-        next_value = values[:, t + 1] if t + 1 < steps else torch.zeros_like(last)
-        delta = rewards[:, t] + gamma * next_value * next_live - values[:, t]
-        last = delta + gamma * lam * next_live * last
-        advantages[:, t] = last
-    advantages = advantages * mask
-    return advantages, (advantages + values) * mask
-
-
 def policy_forward(policy: LMPolicy, rollout: Rollout, rows: torch.Tensor):
     """Tempered log-probs [b, T, V] and values [b, T] of the policy at every generated token."""
     input_ids, attention, positions, width = episode_inputs(rollout, rows)
@@ -117,7 +97,7 @@ def policy_forward(policy: LMPolicy, rollout: Rollout, rows: torch.Tensor):
     return policy.log_probs(logits), values.float()
 
 
-def ppo_update(
+def policy_update(
     policy: LMPolicy,
     optimizer: torch.optim.Optimizer,
     rollout: Rollout,
@@ -125,16 +105,28 @@ def ppo_update(
     kl: KLController,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """One update (all epochs and minibatches) on ``rollout``; returns mean statistics."""
+    """One update (all epochs and minibatches) on a scored ``rollout``; returns mean statistics."""
+    pieces = check_config(config)
     weights = token_kl_weights(rollout, config)
     pg_tokens = policy_gradient_tokens(rollout, config)
     rewards = shaped_rewards(rollout, weights, config, kl.coef)
-    advantages, returns = gae(rewards, rollout.values, rollout.mask, config.gamma, config.gae_lambda)
     mask = rollout.mask
-    if config.normalize_advantages:
-        valid = advantages[mask]
-        # Population std: a batch with a single live token must not divide by NaN.
-        advantages = (advantages - valid.mean()) / (valid.std(correction=0) + 1e-8) * mask
+    groups = rollout.groups if rollout.groups is not None else torch.arange(mask.shape[0], device=mask.device)
+    estimated = pieces.estimator.fn(
+        AdvantageInputs(
+            rewards,
+            mask,
+            rollout.values,
+            groups,
+            config.gamma,
+            config.gae_lambda,
+            config.normalize_advantages,
+        )
+    )
+    advantages, returns = estimated.advantages * mask, estimated.returns
+    policy_loss = POLICY_LOSSES[pieces.policy_loss]
+    aggregate = LOSS_AGGREGATIONS[pieces.loss_agg]
+    length_norm = config.loss_length_norm or float(rollout.max_steps or mask.shape[1])
 
     clip_low = config.clip_coef
     clip_high = config.clip_coef if config.clip_coef_high is None else config.clip_coef_high
@@ -150,24 +142,25 @@ def ppo_update(
             ratio = log_ratio.exp()
             adv = advantages[rows]
 
-            if config.algo == "ppo":
-                clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
-                pg_loss = -torch.min(ratio * adv, clipped * adv)
-            else:  # a2c: the plain policy gradient of the sampled tokens
-                pg_loss = -new_logp * adv
-            pg_loss = pg_loss * pg_tokens[rows]
+            surrogate = policy_loss(
+                PolicyLossInputs(new_logp, rollout.logp[rows], adv, m, clip_low, clip_high)
+            )
+            pg_loss = surrogate.loss * pg_tokens[rows]
             if config.kl_cov_fraction > 0:
                 selected = kl_cov_tokens(new_logp, adv, m, config.kl_cov_fraction)
                 pg_loss = pg_loss + config.kl_cov_coef * log_ratio.abs() * selected
-            value_loss = 0.5 * (values - returns[rows]) ** 2
             entropy = -(log_probs.exp() * log_probs).sum(-1)
             token_kl = kl_estimate(
                 config.kl_estimator, new_logp, rollout.ref_logp[rows], log_probs, rollout.ref_log_probs[rows]
             )
-            loss_terms = pg_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+            loss_terms = pg_loss
+            if returns is not None:  # only a critic's estimator trains the value head
+                value_loss = 0.5 * (values - returns[rows]) ** 2
+                loss_terms = loss_terms + config.value_coef * value_loss
+            loss_terms = loss_terms - config.entropy_coef * entropy
             if config.kl_in == "loss" and config.kl_weighting != "none":
                 loss_terms = loss_terms + kl.coef * weights[rows] * token_kl
-            loss = _masked_mean(loss_terms, m)
+            loss = aggregate(loss_terms, m, length_norm)
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -178,14 +171,15 @@ def ppo_update(
                 stats = {
                     "loss": loss.item(),
                     "pg_loss": _masked_mean(pg_loss, m).item(),
-                    "value_loss": _masked_mean(value_loss, m).item(),
                     "entropy": _masked_mean(entropy, m).item(),
                     "kl": _masked_mean(token_kl, m).item(),
                     "weighted_kl": _masked_mean(weights[rows] * token_kl, m).item(),
                     "approx_kl": _masked_mean((ratio - 1) - log_ratio, m).item(),
-                    "clip_fraction": _masked_mean(((ratio - 1).abs() > clip_low).float(), m).item(),
+                    "clip_fraction": _masked_mean(surrogate.clipped.float(), m).item(),
                     "grad_norm": float(grad_norm),
                 }
+                if returns is not None:
+                    stats["value_loss"] = _masked_mean(value_loss, m).item()
                 if epoch == 0 and minibatch == 0:  # before any step: must be the rollout's policy
                     stats["first_ratio_max_error"] = (ratio - 1).abs()[m].max().item()
             for key, value in stats.items():
@@ -194,6 +188,7 @@ def ppo_update(
     summary = {key: float(np.mean(values)) for key, values in history.items()}
     summary["mean_kl_weight"] = _masked_mean(weights, mask).item()
     summary["kl_coef"] = kl.coef
+    summary["zero_advantage_share"] = _masked_mean((advantages == 0).float(), mask).item()
     kl.update(summary["kl"], episodes)
     return summary
 

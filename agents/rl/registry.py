@@ -1,0 +1,107 @@
+"""Named registries of the RL pieces, and the plug-in loader that fills them from a file.
+
+An algorithm is a named advantage estimator + policy loss + loss aggregation (in the manner of
+verl's registries). The built-in pieces register themselves here exactly as a researcher's own
+file does::
+
+    from agents.rl import register_advantage
+
+    @register_advantage("my_baseline", needs_groups=True)
+    def my_baseline(inputs):
+        ...
+
+and ``arith-rl train --plugin my_methods.py --algo ...`` loads that file (in every worker
+process of ``compare`` too) before any name is looked up. A name registered twice is an
+error; looking up an unknown name is an error that lists the registered ones.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Generic, TypeVar
+
+Entry = TypeVar("Entry")
+
+
+class Registry(Generic[Entry]):
+    """A name -> entry table whose errors say what it holds (``what``: e.g. "advantage estimator")."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, name: str, entry: Entry) -> Entry:
+        """Register ``entry`` under ``name``; a name already taken is a ``ValueError``."""
+        if not isinstance(name, str) or not name or "@" in name or "," in name:
+            raise ValueError(
+                f"a {self.what} name must be a non-empty string without '@' or ',', got {name!r}"
+            )
+        if name in self._entries:
+            raise ValueError(f"{self.what} {name!r} is already registered; choose another name")
+        self._entries[name] = entry
+        return entry
+
+    def __getitem__(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown {self.what} {name!r}; registered: {', '.join(self._entries)}"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def decorator(self, name: str, wrap: Callable[[Callable], Entry] = lambda fn: fn) -> Callable:
+        """A decorator that registers ``wrap(fn)`` under ``name`` and returns ``fn`` unchanged."""
+
+        def register(fn: Callable) -> Callable:
+            self.add(name, wrap(fn))
+            return fn
+
+        return register
+
+
+_LOADED: dict[Path, str] = {}
+"""Plug-in files loaded in this process (resolved path -> module name): each runs once."""
+
+
+def load_plugin(path: str | Path) -> None:
+    """Run the Python file ``path`` once in this process, so that its registrations take effect.
+
+    Loading the same file again does nothing (a Ray worker may run several jobs). A missing file
+    or an error inside it is a one-line ``ValueError`` naming the file.
+    """
+    resolved = Path(path).expanduser().resolve()
+    if resolved in _LOADED:
+        return
+    if not resolved.is_file() or resolved.suffix != ".py":
+        raise ValueError(f"--plugin {path}: not a Python file")
+    module_name = f"arith_gym_plugin_{len(_LOADED)}_{resolved.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, resolved)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 -- any error in a user's file is reported as one line
+        del sys.modules[module_name]
+        raise ValueError(f"--plugin {path}: {type(err).__name__}: {err}") from err
+    _LOADED[resolved] = module_name
+
+
+def load_plugins(paths: tuple[str, ...] | list[str]) -> None:
+    """:func:`load_plugin` for each path, in order."""
+    for path in paths:
+        load_plugin(path)
