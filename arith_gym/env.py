@@ -21,6 +21,7 @@ from arith_gym.rules import (
     EnvConfig,
     Problem,
     check_action,
+    check_in_problem_set,
     check_operand_pair,
     check_reset_options,
     judge,
@@ -86,6 +87,9 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
     - ``max_episode_steps`` (int, default the length of the split's longest target + 100).
     - ``render_mode`` (None, ``"ansi"``: ``render()`` returns prompt + text, ``"human"``:
       ``render()`` prints it; nothing is rendered automatically during ``step``).
+    - ``problem_set`` (str, default ``"all"``): ``"train"`` never draws a held-out problem
+      (:func:`arith_gym.operands.is_heldout`, 1 in 16), ``"heldout"`` draws only those; forced
+      operands must belong to it too.
 
     ## Info
 
@@ -119,9 +123,10 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
         context_length: int | None = None,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        problem_set: str = "all",
     ) -> None:
         self.config = EnvConfig.from_kwargs(
-            comfort_digits, split, reward_mode, context_length, max_episode_steps, render_mode
+            comfort_digits, split, reward_mode, context_length, max_episode_steps, render_mode, problem_set
         )
         self._split_offset = operands.split_offset(self.config.split)
         self.render_mode = render_mode
@@ -152,9 +157,13 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
         options = check_reset_options(options, ("operands",))
         if options.get("operands") is not None:
             a, b = check_operand_pair(options["operands"])
+            check_in_problem_set(a, b, self.config)
             problem = Problem.build(a, b, self.config, forced=True)
         else:
-            a, b = operands.draw_operands(self.np_random, self._split_offset, self.config.comfort_digits)
+            config = self.config
+            a, b = operands.draw_operands(
+                self.np_random, self._split_offset, config.comfort_digits, config.problem_set
+            )
             problem = Problem.build(a, b, self.config, forced=False)
         self._start(problem)
         return self._obs.copy(), self._info(None)

@@ -12,10 +12,15 @@ Operands are Python ints, digit by digit, so any size works.
 as the environments' resets); :func:`sample_operands`, :func:`sample_digit_counts` and
 :func:`sample_number` check their arguments and use the same code, so every caller gets
 the same problems for the same generator state.
+
+**Held-out problems.** :func:`is_heldout` puts a fixed 1/16 of all problems aside by a hash of
+``(a, b)``: evaluation sets draw only from them (``problem_set="heldout"``) and RL training
+never does (``problem_set="train"``), so no problem trained on is ever evaluated on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import numpy as np
@@ -96,15 +101,47 @@ def _draw_digit_counts(rng: np.random.Generator, offset: int, comfort_digits: in
     return (long_digits, other) if long_side == 0 else (other, long_digits)
 
 
-def draw_operands(rng: np.random.Generator, offset: int, comfort_digits: int) -> tuple[int, int]:
+PROBLEM_SETS: tuple[str, ...] = ("all", "train", "heldout")
+"""Which problems a draw may return: all of them, those not held out, or only held-out ones."""
+HELDOUT_BUCKETS = 16
+"""One problem in this many is held out (:func:`is_heldout`)."""
+
+
+def is_heldout(a: int, b: int) -> bool:
+    """Whether problem ``a + b`` is held out for evaluation: 1 in 16 of all problems, by a hash
+    of the pair (stable across processes and versions, unrelated to the digits' values)."""
+    digest = hashlib.blake2b(f"{a}+{b}".encode("ascii"), digest_size=2).digest()
+    return int.from_bytes(digest, "little") % HELDOUT_BUCKETS == 0
+
+
+def in_problem_set(a: int, b: int, problem_set: str) -> bool:
+    """Whether ``(a, b)`` belongs to ``problem_set`` (one of :data:`PROBLEM_SETS`, not checked)."""
+    return problem_set == "all" or is_heldout(a, b) == (problem_set == "heldout")
+
+
+def draw_operands(
+    rng: np.random.Generator, offset: int, comfort_digits: int, problem_set: str = "all"
+) -> tuple[int, int]:
     """One problem ``(a, b)`` for split offset ``offset`` (k of ``plus{k}``, 0 for ``comfort``).
 
     No argument checks, for hot paths (an environment's reset) that checked the split and
     ``comfort_digits`` once: ``offset`` must be ``split_offset(split)`` and ``comfort_digits``
     a positive int. :func:`sample_operands` is the checked entry point and draws the same.
+    ``problem_set`` ``train`` / ``heldout`` draws again until the problem is (not) held out:
+    the split's distribution restricted to that part.
     """
-    digits_a, digits_b = _draw_digit_counts(rng, offset, comfort_digits)
-    return _draw_number(rng, digits_a), _draw_number(rng, digits_b)
+    while True:
+        digits_a, digits_b = _draw_digit_counts(rng, offset, comfort_digits)
+        a, b = _draw_number(rng, digits_a), _draw_number(rng, digits_b)
+        if problem_set == "all" or in_problem_set(a, b, problem_set):
+            return a, b
+
+
+def check_problem_set(problem_set: object) -> str:
+    """``problem_set`` if it is one of :data:`PROBLEM_SETS`, else a ``ValueError`` naming it."""
+    if problem_set not in PROBLEM_SETS:
+        raise ValueError(f"problem_set must be one of {PROBLEM_SETS}, got {problem_set!r}")
+    return str(problem_set)
 
 
 def sample_number(rng: np.random.Generator, digits: int) -> int:
@@ -121,14 +158,17 @@ def sample_digit_counts(rng: np.random.Generator, split: str, comfort_digits: in
     return _draw_digit_counts(rng, split_offset(split), comfort_digits)
 
 
-def sample_operands(rng: np.random.Generator, split: str, comfort_digits: int) -> tuple[int, int]:
-    """One problem ``(a, b)`` of ``split`` for a comfort zone of ``comfort_digits`` digits.
+def sample_operands(
+    rng: np.random.Generator, split: str, comfort_digits: int, problem_set: str = "all"
+) -> tuple[int, int]:
+    """One problem ``(a, b)`` of ``split`` for a comfort zone of ``comfort_digits`` digits
+    (only from ``problem_set``, see :func:`draw_operands`).
 
     Checks its arguments, then draws with :func:`draw_operands`.
     """
     comfort_digits = _check_comfort_digits(comfort_digits)
     max_digits(split, comfort_digits)  # checks the split and the longest operand
-    return draw_operands(rng, split_offset(split), comfort_digits)
+    return draw_operands(rng, split_offset(split), comfort_digits, check_problem_set(problem_set))
 
 
 # --------------------------------------------------------------------------- problem sets
@@ -164,7 +204,9 @@ def split_for(digits: int, comfort_digits: int) -> str:
     return "comfort" if digits <= comfort_digits else f"plus{digits - comfort_digits}"
 
 
-def split_problems(split: str, comfort_digits: int, count: int, seed: int) -> list[tuple[int, int]]:
-    """``count`` problems of ``split`` drawn with ``seed``: the same ones at every call."""
+def split_problems(
+    split: str, comfort_digits: int, count: int, seed: int, problem_set: str = "all"
+) -> list[tuple[int, int]]:
+    """``count`` problems of ``split`` (from ``problem_set``) drawn with ``seed``: the same at every call."""
     rng = np.random.default_rng(seed)
-    return [sample_operands(rng, split, comfort_digits) for _ in range(count)]
+    return [sample_operands(rng, split, comfort_digits, problem_set) for _ in range(count)]

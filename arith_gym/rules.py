@@ -14,7 +14,7 @@ The text itself (prompt, scratchpad, result line, critical tokens) is :mod:`arit
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,7 @@ class EnvConfig:
     render_mode: str | None
     max_prompt_length: int
     max_target_length: int
+    problem_set: str = "all"
 
     @classmethod
     def from_kwargs(
@@ -77,6 +78,7 @@ class EnvConfig:
         context_length: int | None = None,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        problem_set: str = "all",
     ) -> EnvConfig:
         """Validate the environment's keyword arguments and fill in the defaults.
 
@@ -112,6 +114,7 @@ class EnvConfig:
             render_mode,
             max_prompt,
             max_target,
+            operands.check_problem_set(problem_set),
         )
 
     @property
@@ -190,6 +193,14 @@ def check_operand_pair(value: object, name: str = "operands") -> tuple[int, int]
         raise ValueError(f"{name} must be a pair (a, b) of non-negative integers, got {value!r}")
     a, b = value
     return scratchpad.check_operand(a, f"{name}[0]"), scratchpad.check_operand(b, f"{name}[1]")
+
+
+def check_in_problem_set(a: int, b: int, config: EnvConfig, name: str = "operands") -> None:
+    """A ``ValueError`` if forced problem ``(a, b)`` is outside the env's ``problem_set``: a
+    ``train`` env must never play a held-out problem, a ``heldout`` env nothing else."""
+    if not operands.in_problem_set(a, b, config.problem_set):
+        where = "a held-out problem" if config.problem_set == "train" else "not a held-out problem"
+        raise ValueError(f"{name} ({a}, {b}) is {where}, and this env has problem_set={config.problem_set!r}")
 
 
 def check_action(action: object) -> int:
@@ -277,6 +288,7 @@ def check_forced_operands(
             pairs.append(None)
             continue
         a, b = check_operand_pair(entry, f"options['operands'][{i}]")
+        check_in_problem_set(a, b, config, f"options['operands'][{i}]")
         # Checked before any env changes, so a bad entry leaves the envs as they were.
         target_length = len(target_and_critical(a, b, config.comfort_digits)[0])
         check_problem_fits(a, b, len(prompt_text(a, b)), target_length, config)
@@ -314,6 +326,17 @@ RESULT_LINE_START = 0
 """The state of an empty text."""
 RESULT_LINE_ENDED = len(RESULT_LINE_NEXT) - 1
 """The state once the result line's newline is written: the episode terminates."""
+
+
+def episode_length(ids: Iterable[int]) -> int | None:
+    """How many of the tokens ``ids`` (generated after the prompt) an episode plays: up to and
+    including the result line's newline, where the env terminates it; None if it never does."""
+    state = RESULT_LINE_START
+    for index, token in enumerate(ids):
+        state = RESULT_LINE_NEXT[state][token]
+        if state == RESULT_LINE_ENDED:
+            return index + 1
+    return None
 
 
 def judge(text: str, answer: int, wrong_reward: float) -> tuple[bool, int | None, float]:

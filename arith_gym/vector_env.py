@@ -117,6 +117,7 @@ class AdditionVectorEnv(VectorEnv):
         context_length: int | None = None,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        problem_set: str = "all",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
@@ -127,7 +128,7 @@ class AdditionVectorEnv(VectorEnv):
             modes = [mode.value for mode in AutoresetMode]
             raise ValueError(f"autoreset_mode must be an AutoresetMode or one of {modes}") from error
         self.config = EnvConfig.from_kwargs(
-            comfort_digits, split, reward_mode, context_length, max_episode_steps, render_mode
+            comfort_digits, split, reward_mode, context_length, max_episode_steps, render_mode, problem_set
         )
         self._split_offset = operands.split_offset(self.config.split)
         self.num_envs = int(num_envs)
@@ -215,7 +216,9 @@ class AdditionVectorEnv(VectorEnv):
         for i in envs.tolist():
             pair = None if forced is None else forced[i]
             if pair is None:
-                a, b = draw_operands(self._rngs[i], self._split_offset, config.comfort_digits)
+                a, b = draw_operands(
+                    self._rngs[i], self._split_offset, config.comfort_digits, config.problem_set
+                )
             else:
                 a, b = pair
             prompt = prompt_text(a, b)

@@ -236,6 +236,7 @@ def test_the_example_plugin_runs_in_compare_on_the_local_pool(micro_reference_di
     from agents.experiments.jobs import CompareSettings
 
     overrides = (("episodes_per_update", 8), ("total_episodes", 8), ("eval_every", 1), ("eval_episodes", 4))
+    overrides += (("final_eval_episodes", 4), ("final_comfort_episodes", 4))
     overrides += (("eval_greedy", False), ("value_hidden", (8,)), ("group_size", 4))
     settings = CompareSettings(
         methods=("uniform", "entropy_lift"),
@@ -260,6 +261,7 @@ def test_cli_train_with_a_plugin_and_an_unknown_name(micro_reference_dir, tmp_pa
     base = [sys.executable, "-m", "agents.cli", "train", "--ref", str(micro_reference_dir)]
     tiny = ["--set", "group_size=4", "--set", 'split="comfort"', "--set", "eval_episodes=4"]
     tiny += ["--set", "value_hidden=[8]", "--set", "eval_greedy=false", "--episodes-per-update", "8"]
+    tiny += ["--set", "final_eval_episodes=4", "--set", "final_comfort_episodes=4"]
     ok = subprocess.run(
         [*base, "--out", str(tmp_path / "run"), "--plugin", str(PLUGIN), "--algo", "sign_grpo"]
         + ["--method", "entropy_lift", "--total-episodes", "8", *tiny],

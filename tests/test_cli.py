@@ -22,6 +22,8 @@ TRAIN_BUDGET = [
     "--set", "eval_greedy=true",
     "--set", "update_epochs=1",
     "--set", "eval_episodes=4",
+    "--set", "final_eval_episodes=4",
+    "--set", "final_comfort_episodes=4",
     "--set", "value_hidden=[8]",
     "--lr", "1e-4",
 ]  # fmt: skip
@@ -99,7 +101,7 @@ def test_eval_of_a_run(trained, capsys):
     trained, _ = trained
     assert main(["eval", str(trained), "--episodes", "4"]) == 0
     out = capsys.readouterr().out
-    assert "checkpoint: N=1, T=1.5, 4 episodes per cell" in out
+    assert "checkpoint: N=1, T=1.5, 4 held-out problems per split" in out
     assert "comfort: sampled" in out and "plus1: sampled" in out
 
 

@@ -5,21 +5,28 @@ from __future__ import annotations
 import csv
 import importlib.util
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from agents import MissingExtra
+from agents.evaluation.heldout import EvalSet, heldout_eval_set
 from agents.evaluation.stats import paired_difference
 from agents.experiments.compare import compare
 from agents.experiments.jobs import CompareSettings, episodes_done
+from agents.experiments.reports import shared_eval_set
 from agents.experiments.results import summarize_methods, summary_markdown
 from agents.experiments.runners import run_ray
+from arith_gym.operands import is_heldout
 
 TINY = (
     ("episodes_per_update", 4),
     ("total_episodes", 8),
     ("eval_every", 1),
     ("eval_episodes", 4),
+    ("final_eval_episodes", 6),  # the final evaluation: all 6 (5 comfort); the earlier ones the first 4
+    ("final_comfort_episodes", 5),
     ("eval_greedy", False),
     ("value_hidden", (8,)),
     ("minibatches", 1),
@@ -42,7 +49,13 @@ def _read(path) -> list[dict[str, str]]:
 def compared(micro_reference_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     summary = compare(
-        _settings(micro_reference_dir), out, workers=2, progress=False, command="arith-rl compare"
+        _settings(micro_reference_dir),
+        out,
+        workers=2,
+        progress=False,
+        command="arith-rl compare",
+        passk_samples=2,
+        passk_problems=3,
     )
     return out, summary
 
@@ -62,6 +75,52 @@ def test_compare_writes_csvs_plots_and_summary(compared):
     runs = _read(out / "runs.csv")
     assert len(runs) == 4 and all(float(r["seconds_per_episode"]) > 0 and r["episodes"] == "8" for r in runs)
     assert "training s / episode" in text
+
+
+def test_every_run_is_evaluated_on_the_same_saved_heldout_set(compared):
+    out, summary = compared
+    shared = EvalSet.load(out / "eval_set.json")
+    for run in (out / "runs").iterdir():
+        assert EvalSet.load(run / "eval_set.json") == shared
+    assert all(is_heldout(a, b) for pairs in shared.problems.values() for a, b in pairs)
+    assert (len(shared.problems["plus1"]), len(shared.problems["comfort"])) == (6, 5)
+    rows = _read(out / "evaluations.csv")
+    final = {(r["split"], r["problems"]) for r in rows if r["episodes"] == "8"}
+    earlier = {(r["split"], r["problems"]) for r in rows if r["episodes"] != "8"}
+    assert final == {("plus1", "6"), ("comfort", "5")} and earlier == {("plus1", "4"), ("comfort", "4")}
+    text = summary.read_text()
+    assert "## Which noise dominates" in text and "binomial SD" in text
+    assert "| ppo-critical-s0 | " in text and "(n=6)" in text and "(n=5)" in text
+
+
+def test_compare_passk_of_the_reference_and_every_final_checkpoint(compared):
+    out, summary = compared
+    rows = _read(out / "passk.csv")
+    assert {(r["model"], r["seed"]) for r in rows} == {
+        ("reference", "-1"),
+        *((method, str(seed)) for method in ("uniform", "critical") for seed in (0, 1)),
+    }
+    assert {r["k"] for r in rows} == {"1", "2"} and {r["problems"] for r in rows} == {"3"}
+    assert (out / "passk.png").stat().st_size > 0 and "## pass@k" in summary.read_text()
+
+
+def test_runs_on_other_problems_are_refused(compared, micro_reference_dir, tmp_path):
+    out, _ = compared
+    jobs = _settings(micro_reference_dir).jobs(out)
+    other = heldout_eval_set(1, "plus1", 6, 5, seed=99)
+    copies = []
+    for job in jobs:
+        run = tmp_path / job.name
+        run.mkdir()
+        text = (
+            other.to_json()
+            if job.name == "ppo-uniform-s1"
+            else Path(job.run_dir, "eval_set.json").read_text()
+        )
+        (run / "eval_set.json").write_text(text)
+        copies.append(replace(job, run_dir=str(run)))
+    with pytest.raises(ValueError, match="run ppo-uniform-s1 was evaluated on other problems than run ppo-"):
+        shared_eval_set(copies, tmp_path)
 
 
 def test_summary_numbers_match_the_csv(compared):
@@ -188,3 +247,34 @@ def test_ray_backend_runs_on_a_local_ray(micro_reference_dir, tmp_path):
         ray.shutdown()
     assert "| uniform | 1 |" in summary.read_text()
     assert {r["seed"] for r in _read(tmp_path / "evaluations.csv")} == {"3"}
+
+
+def test_compare_on_two_references_writes_per_reference_tables(micro_reference_dir, tmp_path):
+    from agents.lm.model import TaskInfo, build_model, save_reference
+
+    second = save_reference(
+        build_model("micro", seed=1).eval(), tmp_path / "micro-n2", TaskInfo(2, 1.0, "micro")
+    )
+    settings = _settings(
+        micro_reference_dir,
+        methods=("uniform",),
+        seeds=(0,),
+        references=(str(micro_reference_dir), str(second)),
+    )
+    summary = compare(settings, tmp_path / "out", workers=2, progress=False)
+    names = [Path(micro_reference_dir).name, "micro-n2"]
+    for name in names:
+        for file in ("summary.md", "evaluations.csv", "eval_set.json", "accuracy.png"):
+            assert (tmp_path / "out" / name / file).stat().st_size > 0, (name, file)
+    # plus1 is relative to each reference's N: 2-digit problems for N = 1, 3-digit for N = 2.
+    longest = {
+        name: max(
+            max(len(str(a)), len(str(b)))
+            for a, b in EvalSet.load(tmp_path / "out" / name / "eval_set.json").head("plus1")
+        )
+        for name in names
+    }
+    assert longest == {names[0]: 2, "micro-n2": 3}
+    text = summary.read_text()
+    assert all(f"# Reference `{name}`" in text for name in names)
+    assert (tmp_path / "out" / "by_reference.png").stat().st_size > 0

@@ -17,7 +17,7 @@ LAYERS = (
     ("agents.lm",),
     ("agents.evaluation",),
     ("agents.rl",),
-    ("agents.sb3",),
+    ("agents.sb3", "agents.trl"),
     ("agents.experiments", "agents.bench"),
     ("agents.cli",),
 )

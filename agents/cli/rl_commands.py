@@ -85,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
         reference = saved.read_text().strip()
     trainer = open_trainer(config, args.out, reference, args.resume, args.device)
     trainer.run()
-    _print_eval(trainer.evaluate(), trainer.config.split)
+    _print_eval(trainer.last_evaluation or trainer.evaluate(final=True), trainer.config.split)
     return 0
 
 
@@ -104,30 +104,102 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser)
 
 
+def _model_dir(path: str) -> tuple[Path, Path | None]:
+    """A model directory, from a run directory (its checkpoint) or a model directory itself;
+    and the run directory (None for a model directory)."""
+    from agents.lm.model import TASK_FILE
+    from agents.rundir import CHECKPOINT, checkpoint_dir
+
+    run = Path(path)
+    # A model directory (a finished pre-training) holds the task file; a run, its checkpoint.
+    if (run / TASK_FILE).is_file() or not (run / CHECKPOINT).is_dir():
+        return run, None
+    return checkpoint_dir(run), run
+
+
+def _run_split(run: Path | None) -> str | None:
+    """The split a run trained on (its config.json; a model directory's config.json is the model's)."""
+    from agents.rl.config import RLConfig
+    from agents.settings import read_json
+
+    if run is None or not (run / "config.json").is_file():
+        return None
+    return RLConfig.from_dict(read_json(run / "config.json"), str(run / "config.json")).split
+
+
 @command("eval", "accuracy of a fine-tuned run (or any model directory)", _eval_arguments)
 def _eval(args: argparse.Namespace) -> int:
     from agents.evaluation.accuracy import rl_evaluation
-    from agents.lm.model import TASK_FILE, load_reference
-    from agents.rl.config import RLConfig
-    from agents.rundir import CHECKPOINT, checkpoint_dir
-    from agents.settings import read_json
+    from agents.lm.model import load_reference
 
-    run = Path(args.run_dir)
-    # A model directory (a finished pre-training) holds the task file; a run, its checkpoint.
-    is_model = (run / TASK_FILE).is_file() or not (run / CHECKPOINT).is_dir()
-    model_dir = run if is_model else checkpoint_dir(run)
-    split = args.split
-    # A run directory's config.json is its RLConfig; a model directory's is the model's own.
-    if split is None and model_dir != run and (run / "config.json").is_file():
-        config_file = run / "config.json"
-        split = RLConfig.from_dict(read_json(config_file), str(config_file)).split
-    split = split or "plus1"
+    model_dir, run = _model_dir(args.run_dir)
+    split = args.split or _run_split(run) or "plus1"
     model, task = load_reference(model_dir)
     metrics = rl_evaluation(
         model.to(args.device), task.comfort_digits, split, task.temperature, args.episodes, args.seed
     )
-    print(f"{model_dir}: N={task.comfort_digits}, T={task.temperature:g}, {args.episodes} episodes per cell")
+    print(
+        f"{model_dir}: N={task.comfort_digits}, T={task.temperature:g}, "
+        f"{args.episodes} held-out problems per split"
+    )
     _print_eval(metrics, split)
+    return 0
+
+
+def _passk_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "models", nargs="+", help="run directories (their final checkpoint) or model directories"
+    )
+    parser.add_argument("--out", required=True, help="output directory: passk.csv and passk.png")
+    parser.add_argument("--reference", action="store_true", help="add each run's reference model")
+    parser.add_argument("--problems", type=int, default=64, help="held-out problems of the split")
+    parser.add_argument("--samples", type=int, default=32, help="samples per problem (n; k = 1, 2, 4, ... n)")
+    parser.add_argument("--split", help="split, e.g. plus1 (default: the first run's, else plus1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+    parser.add_argument("--eval-set", help="an eval_set.json (e.g. a comparison's) to take the problems from")
+    add_device(parser)
+
+
+@command("passk", "pass@k curves (unbiased estimator) of models on held-out problems", _passk_arguments)
+def _passk(args: argparse.Namespace) -> int:
+    from agents.evaluation.heldout import EvalSet, heldout_eval_set
+    from agents.evaluation.passk import correct_counts, passk_rows
+    from agents.experiments.plots import plot_passk
+    from agents.lm.model import load_reference
+    from agents.rl.trainer import REFERENCE_FILE
+    from agents.rundir import write_rows
+
+    resolved = [_model_dir(path) for path in args.models]
+    split = args.split or next((s for s in map(_run_split, (r for _, r in resolved)) if s), "plus1")
+    models = [(str(model_dir), model_dir) for model_dir, _ in resolved]
+    if args.reference:
+        references = {Path((run / REFERENCE_FILE).read_text().strip()) for _, run in resolved if run}
+        models = [(f"reference ({ref.name})", ref) for ref in sorted(references)] + models
+    rows = []
+    for label, model_dir in models:
+        model, task = load_reference(model_dir)
+        if args.eval_set:
+            problems = EvalSet.load(args.eval_set).head(split, args.problems)
+        else:
+            problems = heldout_eval_set(task.comfort_digits, split, args.problems, 1).head(split)
+        counts = correct_counts(
+            model.to(args.device),
+            problems,
+            task.comfort_digits,
+            split,
+            task.temperature,
+            args.samples,
+            args.seed,
+        )
+        rows += passk_rows(label, counts, args.samples)
+        print(
+            f"{label}: "
+            + ", ".join(f"pass@{r['k']} {100 * r['pass_at_k']:.1f}%" for r in rows if r["model"] == label)
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_rows(out / "passk.csv", rows)
+    print(f"wrote {out / 'passk.csv'} and {plot_passk(rows, out / 'passk.png')}")
     return 0
 
 
@@ -150,11 +222,24 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
         "--algos", default=joined(default.algos), help=f"comma-separated, of: {joined(algorithm_names())}"
     )
     parser.add_argument("--betas", help="sweep beta for the critical methods, e.g. 10,150,1000,10000")
+    parser.add_argument(
+        "--refs",
+        help="comma-separated reference model directories: the comparison on each (e.g. N = 2, 3, 4)",
+    )
     _rl_arguments(parser)
     parser.add_argument("--threshold", type=float, help="accuracy to reach (default: initial + 0.15)")
     parser.add_argument("--workers", type=int, help="parallel processes (default: one per CPU core)")
     parser.add_argument("--backend", default="local", choices=BACKENDS, help="where the runs train")
     parser.add_argument("--ray-address", help="ray.init address (default: start or find a local Ray)")
+    parser.add_argument(
+        "--passk",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also pass@k of the final checkpoints, N samples per problem",
+    )
+    parser.add_argument("--passk-problems", type=int, default=64, help="held-out problems for --passk")
+    add_device(parser)
 
 
 @command(
@@ -180,12 +265,23 @@ def _compare(args: argparse.Namespace) -> int:
         preset=args.preset,
         overrides=tuple(overrides.items()),
         reference=args.ref,
+        references=tuple(comma_list(args.refs)) if args.refs else (),
         threshold=args.threshold,
         plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin),
+        device=args.device,
     )
     started = time.perf_counter()
     command_line = "arith-rl " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("arith-rl") else ""
-    summary = compare(settings, args.out, args.workers, args.backend, args.ray_address, command=command_line)
+    summary = compare(
+        settings,
+        args.out,
+        args.workers,
+        args.backend,
+        args.ray_address,
+        command=command_line,
+        passk_samples=args.passk,
+        passk_problems=args.passk_problems,
+    )
     print(summary.read_text())
     print(f"wrote {args.out}/: evaluations.csv, critical.csv, accuracy.png, critical.png, summary.md")
     print(f"({time.perf_counter() - started:.0f} s)")

@@ -14,9 +14,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from agents.evaluation.heldout import EvalSet, heldout_eval_set
 from agents.evaluation.teacher_forcing import critical_probabilities
 from agents.lm.decoding import GREEDY
 from agents.lm.episodes import play_episodes
+from arith_gym.anatomy import ERROR_KINDS, error_kind
 from arith_gym.operands import LENGTH_KINDS, problems_with_digits, split_for, split_problems
 
 
@@ -102,12 +104,19 @@ def policy_accuracy(
     temperature: float = GREEDY,
     seed: int = 0,
     batch_size: int = 256,
+    problems: list[tuple[int, int]] | None = None,
 ) -> Accuracy:
-    """Accuracy on ``episodes`` problems of ``split`` drawn with ``seed`` (greedy at ``temperature=0``)."""
-    problems = split_problems(split, comfort_digits, episodes, seed)
+    """Accuracy on ``problems`` of ``split`` (None: ``episodes`` problems drawn with ``seed``),
+    sampled with ``seed`` (greedy at ``temperature=0``)."""
+    if problems is None:
+        problems = split_problems(split, comfort_digits, episodes, seed)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     solved, _ = play_episodes(model, problems, comfort_digits, split, temperature, generator, batch_size)
     return Accuracy(int(solved.sum()), len(solved))
+
+
+EVAL_BATCH = 1024
+"""Episodes decoded side by side in an evaluation (a KV cache of the tiny model: ~2 MB each)."""
 
 
 def rl_evaluation(
@@ -115,20 +124,52 @@ def rl_evaluation(
     comfort_digits: int,
     split: str,
     temperature: float,
-    episodes: int = 100,
+    episodes: int | None = 100,
     seed: int = 0,
     greedy: bool = True,
+    eval_set: EvalSet | None = None,
 ) -> dict[str, float]:
     """Sampled (and greedy) accuracy on ``comfort`` and ``split``, and p(right) per critical label.
 
-    The same problems every call (fixed ``seed``), so curves over training compare like with like.
+    The problems are the first ``episodes`` of each split of ``eval_set`` (all of them for None;
+    default: a held-out set of ``episodes`` problems per split drawn with seed 0), so every call,
+    run and method sees the same ones; ``seed`` drives the sampling. ``{name}_problems`` says how
+    many problems each accuracy is over.
     """
+    if eval_set is None:
+        count = 100 if episodes is None else episodes
+        eval_set = heldout_eval_set(comfort_digits, split, count, count)
     metrics: dict[str, float] = {}
-    for name in dict.fromkeys(("comfort", split)):
-        for label, temp in (("sampled", temperature), ("greedy", GREEDY))[: 2 if greedy else 1]:
-            accuracy = policy_accuracy(model, comfort_digits, name, episodes, temp, seed)
-            metrics[f"{name}_{label}"] = accuracy.rate
-    problems = split_problems(split, comfort_digits, episodes, seed)
+    names = list(dict.fromkeys(("comfort", split)))
+    problems = {name: eval_set.head(name, episodes) for name in names}
+    everything = [pair for name in names for pair in problems[name]]
+    bounds = np.cumsum([0, *(len(problems[name]) for name in names)])
+    for label, temp in (("sampled", temperature), ("greedy", GREEDY))[: 2 if greedy else 1]:
+        # Both splits in one batch, sized by the harder split: one decoding loop, not two.
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        solved, texts = play_episodes(model, everything, comfort_digits, split, temp, generator, EVAL_BATCH)
+        for name, start, end in zip(names, bounds[:-1], bounds[1:], strict=True):
+            metrics[f"{name}_problems"] = int(end - start)
+            metrics[f"{name}_{label}"] = float(solved[start:end].mean())
+            if name == split and label == "sampled":
+                chosen = slice(start, end)
+                metrics.update(
+                    error_shares(problems[name], texts[chosen], solved[chosen], comfort_digits, split)
+                )
+    problems = eval_set.head(split, episodes)
     for label, prob in critical_probabilities(model, problems, comfort_digits, temperature).items():
         metrics[f"p_critical/{label}"] = prob
     return metrics
+
+
+def error_shares(
+    problems: list[tuple[int, int]], texts: list[str], solved: np.ndarray, comfort_digits: int, split: str
+) -> dict[str, float]:
+    """``{split}_failures`` (how many episodes failed) and ``{split}_errors/{kind}``: the share of
+    those whose first wrong token is of each kind (:mod:`arith_gym.anatomy`; 0 without failures)."""
+    episodes = zip(problems, texts, solved, strict=True)
+    kinds = [error_kind(a, b, comfort_digits, text) for (a, b), text, ok in episodes if not ok]
+    shares = {f"{split}_failures": float(len(kinds))}
+    for kind in ERROR_KINDS:
+        shares[f"{split}_errors/{kind}"] = kinds.count(kind) / len(kinds) if kinds else 0.0
+    return shares

@@ -13,18 +13,23 @@ from pathlib import Path
 
 import torch
 
-from agents.lm.model import DEFAULT_REFERENCE
+from agents.lm.model import DEFAULT_REFERENCE, TASK_FILE
 from agents.rl.algorithms import ALGORITHMS, algorithm_and_method, check_config
 from agents.rl.config import PRESETS, RLConfig
 from agents.rl.registry import load_plugins
 from agents.rl.trainer import open_trainer
-from agents.rundir import METRICS, read_metrics
+from agents.rundir import METRICS, checkpoint_dir, read_metrics
 from agents.sb3.train import SB3_ALGOS, train_sb3
+
+TRL_ALGOS = ("trl-grpo",)
+"""TRL's GRPOTrainer with the weighted KL (:mod:`agents.trl`, an optional extra), at ``grpo``'s settings."""
+RESTARTING_ALGOS = (*SB3_ALGOS, *TRL_ALGOS)
+"""Runs that cannot resume mid-way: an unfinished one starts again."""
 
 
 def algorithm_names() -> tuple[str, ...]:
-    """Every algorithm a comparison can run: ``agents.rl``'s registered ones (plug-ins' too) and SB3's."""
-    return (*ALGORITHMS.names(), *SB3_ALGOS)
+    """Every algorithm a comparison can run: ``agents.rl``'s registered ones (plug-ins' too), SB3's, TRL's."""
+    return (*ALGORITHMS.names(), *SB3_ALGOS, *TRL_ALGOS)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Job:
     threads: int = 1
     plugins: tuple[str, ...] = ()
     """Plug-in files the worker loads before it builds anything (their names are in ``config``)."""
+    device: str = "cpu"
 
     @property
     def name(self) -> str:
@@ -57,10 +63,14 @@ class CompareSettings:
     preset: str = "cpu"
     overrides: tuple[tuple[str, object], ...] = ()
     reference: str | None = None
+    references: tuple[str, ...] = ()
+    """Several reference models (e.g. pre-trained on N = 2, 3, 4): the comparison runs on each."""
     threshold: float | None = None
     """plus{k} accuracy to reach; None: the initial accuracy + 0.15."""
     plugins: tuple[str, ...] = ()
     """Plug-in files (:func:`agents.rl.registry.load_plugin`), loaded here and in every worker."""
+    device: str = "cpu"
+    """Where the runs train (``cuda`` on a GPU machine; SB3 runs stay on the CPU)."""
 
     def __post_init__(self) -> None:
         load_plugins(self.plugins)
@@ -74,15 +84,33 @@ class CompareSettings:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat: {self.seeds}")
 
-    def jobs(self, out: str | Path, threads: int = 1) -> list[Job]:
-        """One job per (algorithm, method, seed); unknown methods or settings fail here, before any run."""
-        reference = str(self.reference or DEFAULT_REFERENCE)
+    def reference_dirs(self) -> dict[str, str]:
+        """Name (the directory's) -> reference model directory, for each reference compared."""
+        dirs = [str(ref) for ref in self.references] or [str(self.reference or DEFAULT_REFERENCE)]
+        names = {Path(ref).name: ref for ref in dirs}
+        if len(names) != len(dirs):
+            raise ValueError(f"references must have distinct directory names, got {dirs}")
+        return names
+
+    def jobs_by_reference(self, out: str | Path, threads: int = 1) -> dict[str, list[Job]]:
+        """Each reference's jobs; with several references, reference ``name``'s go to ``out/name/``."""
+        names = self.reference_dirs()
+        many = len(names) > 1
+        return {
+            name: self.jobs(Path(out) / name if many else out, threads, ref) for name, ref in names.items()
+        }
+
+    def jobs(self, out: str | Path, threads: int = 1, reference: str | None = None) -> list[Job]:
+        """One job per (algorithm, method, seed) on ``reference`` (default: ``self.reference``, else the
+        shipped one); unknown methods or settings fail here, before any run."""
+        reference = str(reference or self.reference or DEFAULT_REFERENCE)
         jobs = []
         for algo in self.algos:
             local = algo in ALGORITHMS
             for method in self.methods:
                 # preset, then the algorithm's settings, then the method's, then the user's --set
-                config = algorithm_and_method(PRESETS[self.preset], algo if local else None, method)
+                settings_of = algo if local else "grpo" if algo in TRL_ALGOS else None
+                config = algorithm_and_method(PRESETS[self.preset], settings_of, method)
                 config = config.with_overrides(**dict(self.overrides))
                 if local:
                     check_config(config)
@@ -98,6 +126,7 @@ class CompareSettings:
                             str(run_dir),
                             threads,
                             self.plugins,
+                            self.device,
                         )
                     )
         return jobs
@@ -107,25 +136,32 @@ def run_job(job: Job, on_update: Callable[[dict], None] | None = None) -> str:
     """Train one job to the end (resuming or skipping work already in its run directory)."""
     torch.set_num_threads(job.threads)
     load_plugins(job.plugins)
-    if job.algo in SB3_ALGOS:
+    if job.algo in RESTARTING_ALGOS:
         if not _finished(job):
-            _reset(Path(job.run_dir))  # an SB3 run cannot resume mid-way: start it again
-            train_sb3(job.config, job.run_dir, job.reference, job.algo, on_update=on_update)
+            _reset(Path(job.run_dir))  # an SB3 or TRL run cannot resume mid-way: start it again
+            if job.algo in TRL_ALGOS:
+                from agents.trl.train import train_trl_grpo  # an optional extra: imported when used
+
+                train_trl_grpo(job.config, job.run_dir, job.reference, on_update, job.device)
+            else:
+                train_sb3(job.config, job.run_dir, job.reference, job.algo, on_update=on_update)
         return job.run_dir
-    trainer = open_trainer(job.config, job.run_dir, job.reference, resume=None)
+    trainer = open_trainer(job.config, job.run_dir, job.reference, resume=None, device=job.device)
     if trainer.episodes < job.config.total_episodes:
         trainer.run(progress=False, on_update=on_update)
     return job.run_dir
 
 
 def _finished(job: Job) -> bool:
-    """Whether an SB3 run ended: its model is saved only after the final evaluation."""
+    """Whether an SB3 or TRL run ended: its model is saved only after the final evaluation."""
+    if job.algo in TRL_ALGOS:  # its model is saved in checkpoint/ at the end
+        return (checkpoint_dir(job.run_dir) / TASK_FILE).is_file()
     return (Path(job.run_dir) / "sb3_model.zip").is_file()
 
 
 def episodes_done(job: Job) -> int:
     """Episodes a run directory already holds: what a resumed run will not train again."""
-    if job.algo in SB3_ALGOS:  # an unfinished SB3 run starts again
+    if job.algo in RESTARTING_ALGOS:  # an unfinished SB3 or TRL run starts again
         return job.config.total_episodes if _finished(job) else 0
     if not (Path(job.run_dir) / METRICS).is_file():
         return 0
@@ -136,3 +172,8 @@ def episodes_done(job: Job) -> int:
 def _reset(run_dir: Path) -> None:
     for name in (METRICS, "sb3_model.zip"):
         (run_dir / name).unlink(missing_ok=True)
+
+
+def final_model_dir(job: Job) -> Path | None:
+    """The model directory a finished run ended with (None for SB3 runs, which save an SB3 zip)."""
+    return None if job.algo in SB3_ALGOS else checkpoint_dir(job.run_dir)

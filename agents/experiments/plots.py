@@ -98,6 +98,39 @@ def plot_critical(critical: list[dict], out: str | Path) -> Path:
     return _save(figure, out)
 
 
+def plot_passk(rows: list[dict], out: str | Path) -> Path:
+    """pass@k against k (log scale), one line per ``model`` label: the mean over its rows (seeds),
+    with a 95% band where there are several."""
+    figure = Figure(figsize=(5.5, 3.8))
+    axis = figure.subplots()
+    by_label: dict[str, dict[int, list[tuple]]] = {}
+    for row in rows:
+        by_label.setdefault(row["model"], {}).setdefault(int(row["k"]), []).append(
+            (row.get("seed", 0), int(row["k"]), float(row["pass_at_k"]))
+        )
+    for label, by_k in by_label.items():
+        _band_line(axis, by_k, label, scale=100)
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("k (samples per problem)")
+    axis.set_ylabel("pass@k %")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(figure, out)
+
+
+def plot_by_reference(evaluations: dict[str, list[dict]], split: str, out: str | Path) -> Path:
+    """One panel per reference model: ``split`` sampled accuracy vs episodes, mean and 95% band per method."""
+    figure = Figure(figsize=(4.2 * len(evaluations), 3.6))
+    axes = figure.subplots(1, len(evaluations), squeeze=False, sharey=True)[0]
+    for axis, (name, rows) in zip(axes, evaluations.items(), strict=True):
+        for label, grouped in curves(rows, split).items():
+            _band_line(axis, grouped, label, scale=100)
+        _accuracy_axis(axis, split, "% correct (mean, 95% CI)")
+        axis.set_title(f"{name}: {split}", fontsize=9)
+    axes[0].legend(fontsize=8)
+    return _save(figure, out)
+
+
 def _save(figure, out: str | Path) -> Path:
     figure.tight_layout()
     out = Path(out)

@@ -39,7 +39,7 @@ def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict
                 seconds_per_episode=seconds / max(episodes, 1),
             )
         )
-        evals = [row for row in rows if _has_eval(row)]
+        evals = [row for row in rows if has_eval(row)]
         for index, row in enumerate(evals):
             base = {
                 "run": job.name,
@@ -53,7 +53,10 @@ def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict
             for key, value in row.items():
                 if key.endswith(("_sampled", "_greedy")):
                     split, mode = key.rsplit("_", 1)
-                    evaluations.append({**base, "split": split, "mode": mode, "accuracy": value})
+                    problems = int(row.get(f"{split}_problems", 0))  # 0: a run from before the count
+                    evaluations.append(
+                        {**base, "split": split, "mode": mode, "accuracy": value, "problems": problems}
+                    )
                 elif key.startswith("p_critical/"):
                     critical.append({**base, "label": key.split("/", 1)[1], "probability": value})
     out = Path(out)
@@ -210,5 +213,5 @@ def verdict(result: MethodResult) -> str:
     )
 
 
-def _has_eval(row: dict[str, float]) -> bool:
+def has_eval(row: dict[str, float]) -> bool:
     return any(key.endswith("_sampled") for key in row)

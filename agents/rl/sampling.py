@@ -56,9 +56,10 @@ class SamplingStats:
 
 
 def grouped_operands(seed: int, split: str, comfort_digits: int, problems: int, group_size: int):
-    """``problems`` problems of ``split`` drawn with ``seed``, each repeated ``group_size`` times in a row."""
+    """``problems`` training problems of ``split`` (never held-out ones) drawn with ``seed``, each
+    repeated ``group_size`` times in a row."""
     rng = np.random.default_rng(seed)
-    drawn = [sample_operands(rng, split, comfort_digits) for _ in range(problems)]
+    drawn = [sample_operands(rng, split, comfort_digits, problem_set="train") for _ in range(problems)]
     return [pair for pair in drawn for _ in range(group_size)]
 
 

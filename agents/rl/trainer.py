@@ -23,10 +23,11 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from agents.evaluation.accuracy import rl_evaluation
+from agents.evaluation.heldout import EVAL_SET_FILE, heldout_eval_set
 from agents.lm.episodes import make_vector_env
 from agents.lm.model import DEFAULT_REFERENCE, TaskInfo, load_reference, save_reference
 from agents.rl.algorithms import check_config
-from agents.rl.config import RLConfig
+from agents.rl.config import RLConfig, eval_set_sizes
 from agents.rl.policy import LMPolicy
 from agents.rl.sampling import derived_seed, sample_batch
 from agents.rl.update import KLController, policy_update
@@ -68,9 +69,19 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.kl = KLController(config.kl_coef, config.adaptive_kl_target, config.adaptive_kl_horizon)
+        # Training never draws a held-out problem; the evaluation set holds only those.
         self.env = make_vector_env(
-            config.episodes_per_update, self.task.comfort_digits, config.split, reward_mode=config.reward_mode
+            config.episodes_per_update,
+            self.task.comfort_digits,
+            config.split,
+            reward_mode=config.reward_mode,
+            problem_set="train",
         )
+        harder, comfort = eval_set_sizes(config)
+        self.eval_set = heldout_eval_set(
+            self.task.comfort_digits, config.split, harder, comfort, config.eval_set_seed
+        )
+        self.last_evaluation: dict[str, float] | None = None
         self.update = 0
         self.episodes = 0
 
@@ -112,18 +123,21 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, final: bool = False) -> dict[str, float]:
+        """Accuracy on the held-out set: its first ``eval_episodes`` problems, or all if ``final``."""
         self.policy.eval()
         metrics = rl_evaluation(
             self.policy.lm,
             self.task.comfort_digits,
             self.config.split,
             self.config.temperature,
-            self.config.eval_episodes,
+            None if final else self.config.eval_episodes,
             seed=derived_seed(self.config.seed, EVAL_STREAM),
             greedy=self.config.eval_greedy,
+            eval_set=self.eval_set,
         )
         self.policy.train()
+        self.last_evaluation = metrics
         return metrics
 
     def train_one_update(self) -> dict[str, float]:
@@ -168,6 +182,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / CONFIG_FILE).write_text(self.config.to_json())
         (self.run_dir / REFERENCE_FILE).write_text(str(self.reference_dir.resolve()) + "\n")
+        self.eval_set.save(self.run_dir / EVAL_SET_FILE)
         # TensorBoard's steps are episodes: drop the events logged after the checkpoint.
         writer = SummaryWriter(
             str(self.run_dir / "tb"), purge_step=self.episodes + 1 if self.update else None
@@ -188,7 +203,7 @@ class Trainer:
                     row = self.train_one_update()
                     finished = self.episodes >= total
                     if self.update % self.config.eval_every == 0 or finished:
-                        row.update(self.evaluate())
+                        row.update(self.evaluate(final=finished))
                     self._log(row, writer, bar)
                     bar.update(min(self.episodes, total) - min(before, total))
                     if on_update is not None:

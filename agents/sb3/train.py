@@ -18,9 +18,10 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.evaluation.accuracy import rl_evaluation
+from agents.evaluation.heldout import EVAL_SET_FILE, heldout_eval_set
 from agents.kl import WEIGHTINGS
 from agents.lm.model import load_reference
-from agents.rl.config import RLConfig
+from agents.rl.config import RLConfig, eval_set_sizes
 from agents.rl.sampling import derived_seed
 from agents.rl.trainer import EVAL_STREAM, REFERENCE_FILE
 from agents.rundir import METRICS, append_row
@@ -67,6 +68,9 @@ USED_HERE: tuple[str, ...] = (
     "reward_mode",
     "eval_every",
     "eval_episodes",
+    "final_eval_episodes",
+    "final_comfort_episodes",
+    "eval_set_seed",
     "eval_greedy",
     "kl_in",  # SB3 has no loss hook: the KL always goes in the reward
     "checkpoint_every",  # an SB3 run is not checkpointed: an interrupted one starts again
@@ -133,12 +137,12 @@ class _EpisodeBudget(BaseCallback):
         if not self.spent:  # the final row is logged by the caller, after learn() returns
             self.log(evaluate=self.episodes >= self.next_evaluation)
 
-    def log(self, evaluate: bool) -> None:
+    def log(self, evaluate: bool, final: bool = False) -> None:
         row: dict[str, float] = {"update": self.rollouts, "episodes": self.episodes}
         if self.started is not None:  # rollouts + updates since the last row, evaluations excluded
             row["update_seconds"] = time.perf_counter() - self.started
         if evaluate:
-            row.update(self.evaluate())
+            row.update(self.evaluate(final=final))
             self.next_evaluation = (self.episodes // self.every + 1) * self.every
         if evaluate or self.rollouts == 0:
             self.log_row(row)
@@ -208,8 +212,16 @@ def train_sb3(
     # No more envs than episodes per update: each env then ends about one episode per rollout.
     n_envs = min(n_envs, config.episodes_per_update)
     env = make_sb3_env(
-        task.comfort_digits, config.split, n_envs=n_envs, seed=config.seed, reward_mode=config.reward_mode
+        task.comfort_digits,
+        config.split,
+        n_envs=n_envs,
+        seed=config.seed,
+        reward_mode=config.reward_mode,
+        problem_set="train",  # never a held-out problem, as in agents.rl
     )
+    harder, comfort = eval_set_sizes(config)
+    eval_set = heldout_eval_set(task.comfort_digits, config.split, harder, comfort, config.eval_set_seed)
+    eval_set.save(run / EVAL_SET_FILE)
     policy_kwargs = {name: getattr(config, name) for name in POLICY_ARGUMENTS}
     policy_kwargs.update(lm_path=str(reference_dir), temperature=temperature, gradient_checkpointing=True)
     common = {sb3_name: getattr(config, name) for name, sb3_name in ALGORITHM_ARGUMENTS.items()}
@@ -229,7 +241,7 @@ def train_sb3(
         n_steps = max(1, min(n_steps, max_batch_steps // n_envs))
         model = KLA2C(LMActorCriticPolicy, env, n_steps=n_steps, use_rms_prop=False, **common)
 
-    def evaluate() -> dict[str, float]:
+    def evaluate(final: bool = False) -> dict[str, float]:
         lm = model.policy.lm
         lm.eval()
         metrics = rl_evaluation(
@@ -237,9 +249,10 @@ def train_sb3(
             task.comfort_digits,
             config.split,
             temperature,
-            config.eval_episodes,
+            None if final else config.eval_episodes,
             seed=derived_seed(config.seed, EVAL_STREAM),
             greedy=config.eval_greedy,
+            eval_set=eval_set,
         )
         model.policy.train()
         return metrics
@@ -256,7 +269,7 @@ def train_sb3(
     step_limit = EnvConfig.from_kwargs(task.comfort_digits, config.split).max_episode_steps
     most_steps = (config.total_episodes + n_envs + config.episodes_per_update) * step_limit
     model.learn(total_timesteps=most_steps, callback=callback)
-    callback.log(evaluate=True)  # after the last update
+    callback.log(evaluate=True, final=True)  # after the last update
     model.save(run / "sb3_model.zip")
     env.close()
     return run

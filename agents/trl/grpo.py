@@ -1,0 +1,145 @@
+"""The paper's critical-token KL for TRL's ``GRPOTrainer``, for any transformers causal LM.
+
+:class:`WeightedKLGRPOTrainer` changes one thing in TRL's GRPO loss: the KL term of each
+completion token is multiplied by a weight ``w`` from ``agents.kl.kl_weights`` (``uniform``: 1,
+TRL's own loss; ``critical``: ``J^beta`` with J the reference's certainty at that token, taken at
+``certainty_temperature``; ``none``: 0). Everything else is TRL's: generation, rewards,
+advantages, clipping, the KL estimator (k3) and the loss aggregation of its ``loss_type``.
+
+How: the weights come from one forward of the reference model over each generated batch
+(stored with the batch as ``kl_weights``). At the loss, TRL computes its loss with ``beta = 0``
+(no KL), and the weighted KL is added aggregated exactly as TRL aggregates its per-token loss
+for that ``loss_type`` (the aggregations are linear, so this equals TRL's loss with ``w * KL``
+in place of ``KL``; with ``w = 1`` it is TRL's loss, which a test checks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from agents.kl import certainty, kl_k3, kl_weights
+from agents.trl.task import positions_from_attention_mask
+
+SUPPORTED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo")
+
+
+class WeightedKLGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` with a per-token KL weight (see the module docstring).
+
+    Args:
+        kl_weighting: ``none``, ``uniform`` or ``critical`` (:data:`agents.kl.WEIGHTINGS`).
+        kl_beta: the exponent beta of ``J^beta`` (TRL's ``beta`` stays the KL coefficient).
+        certainty_kind: ``negentropy`` or ``max_prob`` (:func:`agents.kl.certainty`).
+        certainty_temperature: the temperature at which the reference's certainty is taken.
+        weight_floor: the smallest weight (:func:`agents.kl.kl_weights`).
+        Everything else goes to ``GRPOTrainer``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        kl_weighting: str = "critical",
+        kl_beta: float = 150.0,
+        certainty_kind: str = "negentropy",
+        certainty_temperature: float = 1.0,
+        weight_floor: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        kl_weights(kl_weighting, torch.ones(1), kl_beta, weight_floor)  # bad settings fail before TRL starts
+        super().__init__(*args, **kwargs)
+        if self.loss_type not in SUPPORTED_LOSS_TYPES:
+            raise ValueError(
+                f"loss_type {self.loss_type!r} is not supported; use one of {SUPPORTED_LOSS_TYPES}"
+            )
+        if self.ref_model is not None:  # TRL loads it afresh from the model's path: without our hook
+            positions_from_attention_mask(self.ref_model)
+        self.kl_weighting, self.kl_beta, self.weight_floor = kl_weighting, kl_beta, weight_floor
+        self.certainty_kind, self.certainty_temperature = certainty_kind, certainty_temperature
+
+    # ----------------------------------------------------------------- the weights
+
+    @torch.no_grad()
+    def token_kl_weights(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, T]`` KL weights of a generated batch's completion tokens, from the reference's certainty."""
+        prompt_ids, completion_ids = batch["prompt_ids"], batch["completion_ids"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        reference = self.ref_model if self.ref_model is not None else self.model
+        logits = reference(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
+        # The logits at the last prompt token predict the first completion token, and so on.
+        logits = logits[:, prompt_ids.shape[1] - 1 : -1]
+        j = certainty(logits, self.certainty_temperature, self.certainty_kind)
+        return kl_weights(self.kl_weighting, j, self.kl_beta, self.weight_floor)
+
+    def _generate_and_score_completions(self, inputs):
+        batch = super()._generate_and_score_completions(inputs)
+        if self.beta != 0.0:
+            batch["kl_weights"] = self.token_kl_weights(batch)
+        return batch
+
+    # ----------------------------------------------------------------- the loss
+
+    def _compute_loss(self, model, inputs):
+        weights = inputs.get("kl_weights")
+        if self.beta == 0.0 or weights is None:
+            return super()._compute_loss(model, inputs)
+        captured: list[torch.Tensor] = []
+        score = self._get_per_token_logps_and_entropies
+
+        def score_and_keep(*args, **kwargs):
+            out = score(*args, **kwargs)
+            captured.append(out[0])  # the policy's per-token log-probs, with their gradient
+            return out
+
+        beta, self.beta = self.beta, 0.0
+        self._get_per_token_logps_and_entropies = score_and_keep
+        try:
+            loss = super()._compute_loss(model, inputs)  # TRL's loss without its KL term
+        finally:
+            self.beta = beta
+            del self._get_per_token_logps_and_entropies
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        logps = captured[0]
+        per_token_kl = kl_k3(logps, inputs["ref_per_token_logps"])  # TRL's estimator
+        if self.args.use_bias_correction_kl:  # TRL's default: times the (differentiable) importance ratio
+            per_token_kl = per_token_kl * self._importance_ratio(logps, inputs, mask)
+        loss = loss + beta * self._aggregate(weights * per_token_kl, mask, inputs)
+        mode = "train" if self.model.training else "eval"
+        masked_mean = lambda x: ((x * mask).sum() / mask.sum().clamp(min=1.0)).item()  # noqa: E731
+        self._metrics[mode]["kl"].append(masked_mean(per_token_kl.detach()))
+        self._metrics[mode]["weighted_kl"].append(masked_mean((weights * per_token_kl).detach()))
+        self._metrics[mode]["mean_kl_weight"].append(masked_mean(weights))
+        return loss
+
+    def _importance_ratio(self, logps: torch.Tensor, inputs: dict, mask: torch.Tensor) -> torch.Tensor:
+        """TRL's ``coef_1``: the token (or length-normalised sequence) ratio to the sampling policy."""
+        old = inputs.get("old_per_token_logps")
+        log_ratio = logps - (logps.detach() if old is None else old)
+        if self.importance_sampling_level == "sequence":
+            return ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).exp().unsqueeze(-1)
+        return log_ratio.exp()
+
+    def _aggregate(self, per_token: torch.Tensor, mask: torch.Tensor, inputs: dict) -> torch.Tensor:
+        """``per_token`` aggregated as TRL 1.16 aggregates its per-token loss for ``self.loss_type``."""
+        training = self.model.training
+        accumulation = self.current_gradient_accumulation_steps if training else 1.0
+        if self.loss_type == "grpo":
+            return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean() / accumulation
+        if self.loss_type == "bnpo":
+            return (per_token * mask).sum() / mask.sum().clamp(min=1.0) / accumulation
+        if self.loss_type == "dr_grpo":
+            return (per_token * mask).sum() / (per_token.size(0) * self.max_completion_length) / accumulation
+        normalizer = (
+            inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+        )  # dapo, cispo
+        if training:
+            normalizer = (
+                normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+            )
+        return (per_token * mask).sum() / normalizer

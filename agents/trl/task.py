@@ -1,0 +1,123 @@
+"""The addition task in TRL's terms: a dataset of prompts, a reward function, and two adapters
+that make a transformers ``generate`` / forward play episodes exactly as the env does.
+
+Everything about the task comes from ``arith_gym``: the prompts (``scratchpad.prompt_text``),
+the problems (``operands``, training problems only), where an episode ends
+(``rules.episode_length``: the result line's newline) and the judgement (``rules.judge``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
+
+from arith_gym.operands import split_problems
+from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, RESULT_LINE_TABLE, episode_length, judge
+from arith_gym.scratchpad import prompt_text
+from arith_gym.tokenizer import PAD_ID, PAD_TOKEN, encode
+
+
+def problem_dataset(split: str, comfort_digits: int, count: int, seed: int = 0):
+    """A ``datasets.Dataset`` of ``count`` training problems of ``split`` (never held-out ones),
+    drawn with ``seed``: columns ``prompt`` (the env's prompt text), ``a``, ``b``, ``answer``
+    (decimal strings: operands may exceed 64 bits)."""
+    from datasets import Dataset
+
+    problems = split_problems(split, comfort_digits, count, seed, problem_set="train")
+    return Dataset.from_dict(
+        {
+            "prompt": [prompt_text(a, b) for a, b in problems],
+            "a": [str(a) for a, _ in problems],
+            "b": [str(b) for _, b in problems],
+            "answer": [str(a + b) for a, b in problems],
+        }
+    )
+
+
+def load_tokenizer(model_dir: str | Path):
+    """The model directory's tokenizer, with the pad token as its end-of-sequence token (the one
+    :class:`EndEpisodes` forces and ``generate`` stops at)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.eos_token = PAD_TOKEN
+    return tokenizer
+
+
+def addition_reward(completions: list[str], answer: list[str], **_: Any) -> list[float]:
+    """TRL reward function: 1.0 where the completion, cut where the env would end the episode,
+    is judged right by ``arith_gym.rules.judge``, else 0.0 (also for one that never ends)."""
+    rewards = []
+    for completion, expected in zip(completions, answer, strict=True):
+        ids = encode(completion)
+        length = episode_length(ids.tolist())
+        if length is None:
+            rewards.append(0.0)
+            continue
+        rewards.append(judge(completion[:length], int(expected), 0.0)[2])
+    return rewards
+
+
+class EndEpisodes(LogitsProcessor):
+    """Forces the end-of-sequence token once a row has written its result line's newline, so that
+    ``generate`` stops where the env ends the episode (the EOS itself is the completion's last token)."""
+
+    def __init__(self, eos_token_id: int = PAD_ID) -> None:
+        self.eos_token_id = eos_token_id
+        self.table = torch.as_tensor(RESULT_LINE_TABLE)
+        self.prompt_length: int | None = None
+        self.state: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prompt_length is None:  # the first call sees the prompts alone
+            self.prompt_length = input_ids.shape[1]
+            self.state = torch.full((input_ids.shape[0],), RESULT_LINE_START, dtype=torch.long)
+        elif input_ids.shape[1] > self.prompt_length:
+            last = input_ids[:, -1].cpu().clamp(max=self.table.shape[1] - 1)
+            self.state = self.table[self.state, last]
+        ended = (self.state == RESULT_LINE_ENDED).to(scores.device)
+        if ended.any():
+            scores[ended] = float("-inf")
+            scores[ended, self.eos_token_id] = 0.0
+        return scores
+
+
+def end_episodes_in_generate(model: PreTrainedModel, eos_token_id: int = PAD_ID) -> PreTrainedModel:
+    """Make ``model.generate`` stop each row where the env ends its episode (:class:`EndEpisodes`)."""
+    generate = model.generate
+
+    def generate_episodes(*args: Any, **kwargs: Any):
+        processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
+        processors.append(EndEpisodes(eos_token_id))
+        return generate(*args, logits_processor=processors, **kwargs)
+
+    model.generate = generate_episodes
+    return model
+
+
+def positions_from_attention_mask(model: PreTrainedModel) -> PreTrainedModel:
+    """Make a forward without ``position_ids`` count positions from the attention mask.
+
+    ``generate`` numbers a left-padded prompt's tokens from 0, but TRL scores completions with a
+    plain ``model(input_ids, attention_mask)``, which numbers from the padding: for a model with
+    absolute position embeddings (GPT-2) the two would see different inputs. This forward
+    pre-hook fills in the positions ``generate`` used (the reference copy TRL makes keeps it).
+    """
+
+    def fill_positions(module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        if kwargs.get("position_ids") is None and mask is not None and kwargs.get("past_key_values") is None:
+            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return args, kwargs
+
+    model.register_forward_pre_hook(fill_positions, with_kwargs=True)
+    return model
+
+
+def prepare_model(model: PreTrainedModel) -> PreTrainedModel:
+    """``model`` made to play the env's episodes under TRL: positions from the attention mask
+    and ``generate`` ending each row at its result line."""
+    return end_episodes_in_generate(positions_from_attention_mask(model))

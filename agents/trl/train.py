@@ -1,0 +1,188 @@
+"""A TRL GRPO run from an :class:`~agents.rl.config.RLConfig`, side by side with ``agents``' own.
+
+``compare --algos trl-grpo`` trains with TRL's ``GRPOTrainer`` (through
+:class:`~agents.trl.grpo.WeightedKLGRPOTrainer`) on the same reference, budget, groups and
+held-out evaluation as the local ``grpo``: an update is one generation batch of
+``episodes_per_update`` completions (P problems x G), split into ``minibatches`` optimizer
+steps, ``update_epochs`` times; evaluations are ``agents.evaluation``'s, into ``metrics.csv``.
+Settings TRL cannot express are refused (:func:`check_trl_config`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from agents.evaluation.accuracy import rl_evaluation
+from agents.evaluation.heldout import EVAL_SET_FILE, heldout_eval_set
+from agents.kl import WEIGHTINGS
+from agents.lm.model import TaskInfo, load_reference, save_reference
+from agents.rl.algorithms import apply_algorithm, resolve
+from agents.rl.config import RLConfig, eval_set_sizes
+from agents.rl.sampling import derived_seed
+from agents.rl.trainer import EVAL_STREAM, REFERENCE_FILE
+from agents.rundir import CHECKPOINT, METRICS, append_row, write_dir
+from agents.trl.grpo import WeightedKLGRPOTrainer
+from agents.trl.task import addition_reward, load_tokenizer, prepare_model, problem_dataset
+from arith_gym.rules import EnvConfig
+
+LOSS_TYPES = {"seq_mean_token_mean": "grpo", "token_mean": "bnpo", "seq_mean_token_sum_norm": "dr_grpo"}
+"""agents' loss aggregation -> TRL's ``loss_type`` that aggregates the same way."""
+SCALE_REWARDS = {"grpo": "group", "dr_grpo": "none"}
+"""agents' advantage estimator -> TRL's ``scale_rewards``."""
+REQUIRED: dict[str, object] = {
+    "kl_estimator": "k3",
+    "kl_in": "loss",
+    "pg_tokens": "all",
+    "kl_cov_fraction": 0.0,
+    "adaptive_kl_target": None,
+    "dynamic_sampling": False,
+    "policy_loss": None,
+}
+"""Settings a TRL run accepts only at these values (TRL's own estimator and loss)."""
+
+
+def trl_config(config: RLConfig) -> RLConfig:
+    """``config`` with the ``grpo`` algorithm's settings, as ``compare --algos trl-grpo`` runs it."""
+    return apply_algorithm(config, "grpo")
+
+
+def check_trl_config(config: RLConfig) -> None:
+    """Raise ``ValueError`` for settings a TRL GRPO run cannot express."""
+    for name, allowed in REQUIRED.items():
+        if getattr(config, name) != allowed:
+            raise ValueError(f"TRL runs cannot express {name}={getattr(config, name)!r} (only {allowed!r})")
+    if config.kl_weighting not in WEIGHTINGS:
+        raise ValueError(f"TRL runs take the KL weightings {WEIGHTINGS}, not {config.kl_weighting!r}")
+    pieces = resolve(config)
+    if pieces.advantage not in SCALE_REWARDS or pieces.loss_agg not in LOSS_TYPES:
+        raise ValueError(
+            f"TRL runs take the advantages {sorted(SCALE_REWARDS)} and aggregations {sorted(LOSS_TYPES)}, "
+            f"not {pieces.advantage!r} / {pieces.loss_agg!r}"
+        )
+    if config.episodes_per_update % (pieces.group_size * config.minibatches):
+        raise ValueError("episodes_per_update must be a multiple of group_size x minibatches for TRL")
+
+
+class _Bookkeeping(TrainerCallback):
+    """A ``metrics.csv`` row after each update (``steps`` optimizer steps), evaluated as agents does."""
+
+    def __init__(self, steps: int, config: RLConfig, evaluate: Callable, log_row: Callable) -> None:
+        self.steps, self.config, self.evaluate, self.log_row = steps, config, evaluate, log_row
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.steps:
+            return
+        update = state.global_step // self.steps
+        episodes = update * self.config.episodes_per_update
+        rewards = [row["reward"] for row in state.log_history if "reward" in row]
+        row = {"update": update, "episodes": episodes, "update_seconds": time.perf_counter() - self.started}
+        if rewards:
+            row["train_accuracy"] = rewards[-1]
+        finished = episodes >= self.config.total_episodes
+        if update % self.config.eval_every == 0 or finished:
+            row.update(self.evaluate(final=finished))
+        self.log_row(row)
+        self.started = time.perf_counter()
+
+
+def train_trl_grpo(
+    config: RLConfig,
+    run_dir: str | Path,
+    reference_dir: str | Path,
+    on_update: Callable[[dict], None] | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Train ``reference_dir`` with TRL's GRPO and the weighted KL into ``run_dir`` (``metrics.csv``,
+    ``config.json``, ``eval_set.json``, the final model in ``checkpoint/``, a model directory)."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl import GRPOConfig
+
+    check_trl_config(config)
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    model, task = load_reference(reference_dir)
+    temperature = config.temperature if config.temperature is not None else task.temperature
+    config = config.with_overrides(temperature=temperature)
+    (run / "config.json").write_text(config.to_json())
+    (run / REFERENCE_FILE).write_text(str(Path(reference_dir).resolve()) + "\n")
+    harder, comfort = eval_set_sizes(config)
+    eval_set = heldout_eval_set(task.comfort_digits, config.split, harder, comfort, config.eval_set_seed)
+    eval_set.save(run / EVAL_SET_FILE)
+    pieces = resolve(config)
+    updates = config.num_updates
+    steps_per_update = config.minibatches * config.update_epochs
+    args = GRPOConfig(
+        output_dir=str(run / "trl"),
+        per_device_train_batch_size=config.episodes_per_update // config.minibatches,
+        steps_per_generation=config.minibatches,
+        num_iterations=config.update_epochs,
+        num_generations=pieces.group_size,
+        max_completion_length=EnvConfig.from_kwargs(task.comfort_digits, config.split).max_episode_steps,
+        max_steps=updates * steps_per_update,
+        learning_rate=config.lr,
+        lr_scheduler_type="constant",
+        adam_epsilon=1e-5,
+        max_grad_norm=config.max_grad_norm,
+        beta=config.kl_coef,
+        epsilon=config.clip_coef,
+        epsilon_high=config.clip_coef if config.clip_coef_high is None else config.clip_coef_high,
+        loss_type=LOSS_TYPES[pieces.loss_agg],
+        scale_rewards=SCALE_REWARDS[pieces.advantage],
+        entropy_coef=config.entropy_coef,
+        temperature=temperature,
+        use_cpu=device == "cpu",
+        bf16=False,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+        seed=config.seed,
+        disable_tqdm=True,
+    )
+    trainer = WeightedKLGRPOTrainer(
+        model=prepare_model(model.to(device)),
+        reward_funcs=addition_reward,
+        train_dataset=problem_dataset(config.split, task.comfort_digits, config.total_episodes, config.seed),
+        args=args,
+        processing_class=load_tokenizer(reference_dir),
+        kl_weighting=config.kl_weighting,
+        kl_beta=config.beta,
+        certainty_kind=config.certainty_kind,
+        certainty_temperature=config.certainty_temperature,
+        weight_floor=config.weight_floor,
+    )
+
+    def evaluate(final: bool = False) -> dict[str, float]:
+        lm = trainer.model
+        lm.eval()
+        metrics = rl_evaluation(
+            lm,
+            task.comfort_digits,
+            config.split,
+            temperature,
+            None if final else config.eval_episodes,
+            seed=derived_seed(config.seed, EVAL_STREAM),
+            greedy=config.eval_greedy,
+            eval_set=eval_set,
+        )
+        lm.train()
+        return metrics
+
+    def log_row(row: dict) -> None:
+        append_row(run / METRICS, row)
+        if on_update is not None and row["update"] > 0:
+            on_update(row)
+
+    (run / METRICS).unlink(missing_ok=True)  # a TRL run cannot resume mid-way: it starts again
+    log_row({"update": 0, "episodes": 0, **evaluate()})
+    trainer.add_callback(_Bookkeeping(steps_per_update, config, evaluate, log_row))
+    trainer.train()
+    info = TaskInfo(task.comfort_digits, temperature, task.size, "RL fine-tuned with TRL GRPO")
+    with write_dir(run / CHECKPOINT) as tmp:  # last, and atomic: it marks the run finished
+        save_reference(trainer.model, tmp, info)
+    return run
