@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
 from agents.evaluation.accuracy import rl_evaluation
-from agents.evaluation.heldout import EVAL_SET_FILE, heldout_eval_set
+from agents.evaluation.heldout import EVAL_SET_FILE, EvalSet, heldout_eval_set
 from agents.lm.episodes import make_vector_env
 from agents.lm.model import DEFAULT_REFERENCE, TaskInfo, load_reference, save_reference
 from agents.rl.algorithms import check_config
@@ -49,7 +50,46 @@ REFERENCE_FILE = "reference.txt"
 """Which reference model a run fine-tunes; only an RL run writes it (a model directory also
 holds a ``config.json``: its model's)."""
 ROLLOUT_STREAM, EVAL_STREAM = 0, 1
-__all__ = ["EVAL_STREAM", "Trainer", "derived_seed", "open_trainer", "train"]
+__all__ = ["EVAL_STREAM", "Trainer", "derived_seed", "evaluate_lm", "evaluation_set", "open_trainer", "train"]
+
+
+def write_run_files(run_dir: Path, config: RLConfig, reference_dir: str | Path, eval_set: EvalSet) -> None:
+    """A run's record of what it is: ``config.json``, ``reference.txt`` and ``eval_set.json``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(config.to_json())
+    (run_dir / REFERENCE_FILE).write_text(str(Path(reference_dir).resolve()) + "\n")
+    eval_set.save(run_dir / EVAL_SET_FILE)
+
+
+def with_model_temperature(config: RLConfig, task: TaskInfo) -> RLConfig:
+    """``config`` with its sampling temperature set: its own, else the one recorded with the model."""
+    return config if config.temperature is not None else config.with_overrides(temperature=task.temperature)
+
+
+def evaluation_set(config: RLConfig, comfort_digits: int) -> EvalSet:
+    """The held-out evaluation set of a run with ``config`` (the same for every run of a comparison)."""
+    harder, comfort = eval_set_sizes(config)
+    return heldout_eval_set(comfort_digits, config.split, harder, comfort, config.eval_set_seed)
+
+
+def evaluate_lm(
+    lm: PreTrainedModel, comfort_digits: int, config: RLConfig, eval_set: EvalSet, final: bool = False
+) -> dict[str, float]:
+    """``lm`` on ``eval_set``: its first ``eval_episodes`` problems per split, or all if ``final``
+    (sampled at ``config.temperature``, which must be set, with the run's evaluation seed)."""
+    lm.eval()
+    metrics = rl_evaluation(
+        lm,
+        comfort_digits,
+        config.split,
+        config.temperature,
+        None if final else config.eval_episodes,
+        seed=derived_seed(config.seed, EVAL_STREAM),
+        greedy=config.eval_greedy,
+        eval_set=eval_set,
+    )
+    lm.train()
+    return metrics
 
 
 class Trainer:
@@ -59,9 +99,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.reference_dir = Path(reference_dir)
         reference, self.task = load_reference(self.reference_dir)
-        if config.temperature is None:
-            config = config.with_overrides(temperature=self.task.temperature)
-        self.config = config
+        self.config = config = with_model_temperature(config, self.task)
         self.pieces = check_config(config)  # unknown names fail before any work
         torch.manual_seed(config.seed)  # the value head's initialisation
         self.policy = LMPolicy(copy.deepcopy(reference), config.temperature, config.value_hidden).to(device)
@@ -77,10 +115,7 @@ class Trainer:
             reward_mode=config.reward_mode,
             problem_set="train",
         )
-        harder, comfort = eval_set_sizes(config)
-        self.eval_set = heldout_eval_set(
-            self.task.comfort_digits, config.split, harder, comfort, config.eval_set_seed
-        )
+        self.eval_set = evaluation_set(config, self.task.comfort_digits)
         self.last_evaluation: dict[str, float] | None = None
         self.update = 0
         self.episodes = 0
@@ -125,20 +160,10 @@ class Trainer:
 
     def evaluate(self, final: bool = False) -> dict[str, float]:
         """Accuracy on the held-out set: its first ``eval_episodes`` problems, or all if ``final``."""
-        self.policy.eval()
-        metrics = rl_evaluation(
-            self.policy.lm,
-            self.task.comfort_digits,
-            self.config.split,
-            self.config.temperature,
-            None if final else self.config.eval_episodes,
-            seed=derived_seed(self.config.seed, EVAL_STREAM),
-            greedy=self.config.eval_greedy,
-            eval_set=self.eval_set,
+        self.last_evaluation = evaluate_lm(
+            self.policy.lm, self.task.comfort_digits, self.config, self.eval_set, final
         )
-        self.policy.train()
-        self.last_evaluation = metrics
-        return metrics
+        return self.last_evaluation
 
     def train_one_update(self) -> dict[str, float]:
         config = self.config
@@ -179,10 +204,7 @@ class Trainer:
 
         ``on_update`` receives each update's logged row (e.g. to drive an outside progress bar).
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIG_FILE).write_text(self.config.to_json())
-        (self.run_dir / REFERENCE_FILE).write_text(str(self.reference_dir.resolve()) + "\n")
-        self.eval_set.save(self.run_dir / EVAL_SET_FILE)
+        write_run_files(self.run_dir, self.config, self.reference_dir, self.eval_set)
         # TensorBoard's steps are episodes: drop the events logged after the checkpoint.
         writer = SummaryWriter(
             str(self.run_dir / "tb"), purge_step=self.episodes + 1 if self.update else None

@@ -17,13 +17,10 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.evaluation.accuracy import rl_evaluation
-from agents.evaluation.heldout import EVAL_SET_FILE, heldout_eval_set
 from agents.kl import WEIGHTINGS
 from agents.lm.model import load_reference
-from agents.rl.config import RLConfig, eval_set_sizes
-from agents.rl.sampling import derived_seed
-from agents.rl.trainer import EVAL_STREAM, REFERENCE_FILE
+from agents.rl.config import RLConfig
+from agents.rl.trainer import evaluate_lm, evaluation_set, with_model_temperature, write_run_files
 from agents.rundir import METRICS, append_row
 from agents.sb3.env import make_sb3_env
 from agents.sb3.kl_penalty import KLA2C, KLPPO
@@ -202,9 +199,8 @@ def train_sb3(
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     _, task = load_reference(reference_dir)
-    temperature = config.temperature if config.temperature is not None else task.temperature
-    (run / "config.json").write_text(config.with_overrides(temperature=temperature).to_json())
-    (run / REFERENCE_FILE).write_text(str(Path(reference_dir).resolve()) + "\n")
+    evaluated = with_model_temperature(config, task)
+    temperature = evaluated.temperature
     rng = np.random.default_rng(config.seed)
     mean_length = np.mean(
         [len(target_text(*sample_operands(rng, config.split, task.comfort_digits))) for _ in range(256)]
@@ -219,9 +215,8 @@ def train_sb3(
         reward_mode=config.reward_mode,
         problem_set="train",  # never a held-out problem, as in agents.rl
     )
-    harder, comfort = eval_set_sizes(config)
-    eval_set = heldout_eval_set(task.comfort_digits, config.split, harder, comfort, config.eval_set_seed)
-    eval_set.save(run / EVAL_SET_FILE)
+    eval_set = evaluation_set(config, task.comfort_digits)
+    write_run_files(run, evaluated, reference_dir, eval_set)
     policy_kwargs = {name: getattr(config, name) for name in POLICY_ARGUMENTS}
     policy_kwargs.update(lm_path=str(reference_dir), temperature=temperature, gradient_checkpointing=True)
     common = {sb3_name: getattr(config, name) for name, sb3_name in ALGORITHM_ARGUMENTS.items()}
@@ -242,19 +237,8 @@ def train_sb3(
         model = KLA2C(LMActorCriticPolicy, env, n_steps=n_steps, use_rms_prop=False, **common)
 
     def evaluate(final: bool = False) -> dict[str, float]:
-        lm = model.policy.lm
-        lm.eval()
-        metrics = rl_evaluation(
-            lm,
-            task.comfort_digits,
-            config.split,
-            temperature,
-            None if final else config.eval_episodes,
-            seed=derived_seed(config.seed, EVAL_STREAM),
-            greedy=config.eval_greedy,
-            eval_set=eval_set,
-        )
-        model.policy.train()
+        metrics = evaluate_lm(model.policy.lm, task.comfort_digits, evaluated, eval_set, final)
+        model.policy.train()  # the whole policy (value head included) back in training mode
         return metrics
 
     def log_row(row: dict[str, float]) -> None:

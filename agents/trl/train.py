@@ -17,14 +17,11 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from agents.evaluation.accuracy import rl_evaluation
-from agents.evaluation.heldout import EVAL_SET_FILE, heldout_eval_set
 from agents.kl import WEIGHTINGS
 from agents.lm.model import TaskInfo, load_reference, save_reference
 from agents.rl.algorithms import apply_algorithm, resolve
-from agents.rl.config import RLConfig, eval_set_sizes
-from agents.rl.sampling import derived_seed
-from agents.rl.trainer import EVAL_STREAM, REFERENCE_FILE
+from agents.rl.config import RLConfig
+from agents.rl.trainer import evaluate_lm, evaluation_set, with_model_temperature, write_run_files
 from agents.rundir import CHECKPOINT, METRICS, append_row, write_dir
 from agents.trl.grpo import WeightedKLGRPOTrainer
 from agents.trl.task import addition_reward, load_tokenizer, prepare_model, problem_dataset
@@ -107,13 +104,10 @@ def train_trl_grpo(
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     model, task = load_reference(reference_dir)
-    temperature = config.temperature if config.temperature is not None else task.temperature
-    config = config.with_overrides(temperature=temperature)
-    (run / "config.json").write_text(config.to_json())
-    (run / REFERENCE_FILE).write_text(str(Path(reference_dir).resolve()) + "\n")
-    harder, comfort = eval_set_sizes(config)
-    eval_set = heldout_eval_set(task.comfort_digits, config.split, harder, comfort, config.eval_set_seed)
-    eval_set.save(run / EVAL_SET_FILE)
+    config = with_model_temperature(config, task)
+    temperature = config.temperature
+    eval_set = evaluation_set(config, task.comfort_digits)
+    write_run_files(run, config, reference_dir, eval_set)
     pieces = resolve(config)
     updates = config.num_updates
     steps_per_update = config.minibatches * config.update_epochs
@@ -158,20 +152,7 @@ def train_trl_grpo(
     )
 
     def evaluate(final: bool = False) -> dict[str, float]:
-        lm = trainer.model
-        lm.eval()
-        metrics = rl_evaluation(
-            lm,
-            task.comfort_digits,
-            config.split,
-            temperature,
-            None if final else config.eval_episodes,
-            seed=derived_seed(config.seed, EVAL_STREAM),
-            greedy=config.eval_greedy,
-            eval_set=eval_set,
-        )
-        lm.train()
-        return metrics
+        return evaluate_lm(trainer.model, task.comfort_digits, config, eval_set, final)
 
     def log_row(row: dict) -> None:
         append_row(run / METRICS, row)
