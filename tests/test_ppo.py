@@ -248,6 +248,7 @@ def test_rl_config_rejects_bad_values(bad):
             r"episodes_per_update \(12\) must be a multiple of group_size \(8\)",
         ),
         ({"dynamic_sampling": True}, r"with dynamic_sampling needs group_size >= 2"),
+        ({"kl_weighting": "group_fork"}, r"KL weighting 'group_fork' needs groups of episodes"),
     ],
 )
 def test_start_up_check_names_the_bad_registered_name(bad, message):

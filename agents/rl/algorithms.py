@@ -119,12 +119,17 @@ def check_config(config: RLConfig) -> Pieces:
         ValueError: one line naming the bad setting (and, for a name, the registered ones).
     """
     pieces = resolve(config)
-    KL_WEIGHTING_FUNCTIONS[config.kl_weighting]  # noqa: B018
+    weighting_needs_groups = getattr(KL_WEIGHTING_FUNCTIONS[config.kl_weighting], "needs_groups", False)
     grouped = pieces.estimator.needs_groups or config.dynamic_sampling
     if grouped and pieces.group_size < 2:
         raise ValueError(
             f"advantage {pieces.advantage!r}{' with dynamic_sampling' * config.dynamic_sampling} "
             f"needs group_size >= 2, got {pieces.group_size}"
+        )
+    if weighting_needs_groups and pieces.group_size < 2:
+        raise ValueError(
+            f"KL weighting {config.kl_weighting!r} needs groups of episodes (group_size >= 2, "
+            f"e.g. --algo grpo), got group_size {pieces.group_size}"
         )
     if config.episodes_per_update % pieces.group_size:
         raise ValueError(

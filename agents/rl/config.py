@@ -83,6 +83,9 @@ class RLConfig:
     """If set, the KL coefficient adapts (Ziegler et al. 2019) towards this mean KL per token."""
     adaptive_kl_horizon: int = 10000
     beta: float = 150.0
+    beta_share: float | None = None
+    """``critical_auto``: β calibrated before RL so that this share of the tokens the reference samples
+    gets a weight J^β below 1/2 (:mod:`agents.rl.calibration`); None: ``beta`` as set."""
     weight_floor: float = 0.0
     certainty_kind: str = "negentropy"
     certainty_temperature: float = 4.0
@@ -131,6 +134,8 @@ class RLConfig:
                 raise ValueError(
                     f"{name} ({getattr(self, name)}) must be at least eval_episodes ({self.eval_episodes})"
                 )
+        if self.beta_share is not None and not 0.0 < self.beta_share < 1.0:
+            raise ValueError(f"beta_share must be in (0, 1), got {self.beta_share}")
         if self.loss_length_norm is not None and not self.loss_length_norm > 0:
             raise ValueError(f"loss_length_norm must be positive, got {self.loss_length_norm}")
         for name in at_least_one + ("eval_every", "eval_episodes", "checkpoint_every"):

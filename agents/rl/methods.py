@@ -29,6 +29,9 @@ _BUILT_IN: dict[str, dict[str, object]] = {
     "critical": {"kl_weighting": "critical", "certainty_kind": "negentropy"},
     "critical_max_prob": {"kl_weighting": "critical", "certainty_kind": "max_prob"},
     "oracle_critical": {"kl_weighting": "oracle_critical"},
+    # Beyond the paper (docs/beyond.md): β calibrated on the reference's own samples, with the
+    # share fixed once on the N = 3 reference (where it gives the β sweep's best, about 2000).
+    "critical_auto": {"kl_weighting": "critical", "certainty_kind": "negentropy", "beta_share": 0.25},
     # DAPO (arXiv 2503.14476): a wider upper clip lets unlikely tokens grow.
     "clip_higher": {"kl_weighting": "uniform", "clip_coef": 0.2, "clip_coef_high": 0.28},
     # "Beyond the 80/20 rule" (arXiv 2506.01939): gradient on the 20% highest-entropy tokens.
@@ -52,8 +55,8 @@ def method_settings(name: str) -> dict[str, object]:
     settings = dict(METHODS[base])
     if suffix:
         key, _, value = suffix.partition("=")
-        if key != "beta" or settings.get("kl_weighting") != "critical":
-            raise ValueError(f"{name!r}: only critical methods take a suffix, and only @beta=B")
+        if key != "beta" or settings.get("kl_weighting") != "critical" or "beta_share" in settings:
+            raise ValueError(f"{name!r}: only critical methods with a set β take a suffix, and only @beta=B")
         try:
             settings["beta"] = float(value)
         except ValueError:
@@ -70,7 +73,8 @@ def beta_sweep(methods: list[str], betas: list[float]) -> list[str]:
     """Replace each critical method by one ``@beta=B`` variant per β (others unchanged)."""
     swept = []
     for name in methods:
-        if betas and name in METHODS and METHODS[name].get("kl_weighting") == "critical":
+        sweepable = name in METHODS and "beta_share" not in METHODS[name]  # critical_auto picks its own β
+        if betas and sweepable and METHODS[name].get("kl_weighting") == "critical":
             swept.extend(f"{name}@beta={beta:g}" for beta in betas)
         else:
             swept.append(name)

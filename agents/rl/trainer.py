@@ -28,6 +28,7 @@ from agents.evaluation.heldout import EVAL_SET_FILE, EvalSet, heldout_eval_set
 from agents.lm.episodes import make_vector_env
 from agents.lm.model import DEFAULT_REFERENCE, TaskInfo, load_reference, save_reference
 from agents.rl.algorithms import check_config
+from agents.rl.calibration import calibrated_beta
 from agents.rl.config import RLConfig, eval_set_sizes
 from agents.rl.policy import LMPolicy
 from agents.rl.sampling import derived_seed, sample_batch
@@ -99,7 +100,19 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.reference_dir = Path(reference_dir)
         reference, self.task = load_reference(self.reference_dir)
-        self.config = config = with_model_temperature(config, self.task)
+        config = with_model_temperature(config, self.task)
+        if config.beta_share is not None:  # critical_auto: β from the reference's own samples, once
+            beta = calibrated_beta(
+                reference,
+                self.task.comfort_digits,
+                config.split,
+                config.temperature,
+                config.certainty_temperature,
+                config.certainty_kind,
+                config.beta_share,
+            )
+            config = config.with_overrides(beta=beta)
+        self.config = config
         self.pieces = check_config(config)  # unknown names fail before any work
         torch.manual_seed(config.seed)  # the value head's initialisation
         self.policy = LMPolicy(copy.deepcopy(reference), config.temperature, config.value_hidden).to(device)

@@ -89,6 +89,7 @@ UNSUPPORTED: dict[str, object] = {
     "loss_length_norm": None,
     "group_size": None,
     "dynamic_sampling": False,
+    "beta_share": None,
 }
 """RLConfig fields SB3 cannot express, with the only value an SB3 run accepts."""
 

@@ -39,6 +39,7 @@ REQUIRED: dict[str, object] = {
     "adaptive_kl_target": None,
     "dynamic_sampling": False,
     "policy_loss": None,
+    "beta_share": None,
 }
 """Settings a TRL run accepts only at these values (TRL's own estimator and loss)."""
 
