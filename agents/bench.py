@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import tempfile
 import time
 
 import numpy as np
@@ -22,8 +23,11 @@ from torch import nn
 from agents.lm.decoding import left_pad
 from agents.lm.episodes import make_vector_env
 from agents.lm.model import DEFAULT_REFERENCE, build_model, load_reference
+from agents.rl.algorithms import apply_algorithm
+from agents.rl.config import PRESETS
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import collect_rollout
+from agents.rl.trainer import Trainer
 from agents.sb3.env import make_sb3_env
 from agents.sb3.kl_penalty import with_kl_penalty
 from agents.sb3.policy import LMActorCriticPolicy
@@ -197,3 +201,22 @@ def sb3_vs_cached_seconds_per_episode(
     for name in ("sb3", "sb3_kl"):
         results[f"{name}_slowdown"] = results[f"{name}_seconds_per_episode"] / cached
     return results
+
+
+def rl_throughput(updates: int = 2, algo: str = "ppo", seed: int = 0, batch: int = 64) -> dict[str, float]:
+    """Training episodes per second of the ``cpu`` preset (with ``algo``'s settings, ``batch``
+    episodes per update) on the shipped model: ``updates`` updates of rollout + update,
+    evaluations and checkpoints excluded."""
+    config = apply_algorithm(PRESETS["cpu"], algo).with_overrides(seed=seed, episodes_per_update=batch)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, DEFAULT_REFERENCE, run_dir)
+        rows = [trainer.train_one_update() for _ in range(updates)]
+    seconds = sum(row["update_seconds"] for row in rows)
+    rollout = sum(row["rollout_seconds"] for row in rows)
+    episodes = sum(row["sampled_episodes"] for row in rows)
+    return {
+        "episodes": episodes,
+        "seconds": seconds,
+        "episodes_per_s": episodes / seconds,
+        "rollout_share": rollout / seconds,
+    }

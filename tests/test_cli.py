@@ -206,6 +206,12 @@ def test_train_refuses_a_directory_that_is_not_a_run(pretrained, tmp_path, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+def test_bench_rl_prints_training_episodes_per_second(capsys):
+    assert main(["bench", "rl", "--batch", "8", "--updates", "1", "--algo", "grpo"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu preset, grpo, shipped model: 8 episodes in" in out and "training episodes/s" in out
+
+
 def test_bench_generate_prints_the_ratio(capsys):
     assert main(["bench", "generate", "--batch", "2"]) == 0
     out = capsys.readouterr().out

@@ -125,10 +125,13 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "what",
-        choices=("rollout", "generate", "env"),
+        choices=("rollout", "generate", "env", "rl"),
         help="rollout: KV cache vs whole context (random model); generate: a full RL rollout of the shipped"
-        " model vs transformers' generate() of the policy alone (--batch, --seed); env: single vs vector env",
+        " model vs transformers' generate() of the policy alone (--batch, --seed); env: single vs vector env;"
+        " rl: training episodes/s of the cpu preset (--updates, --algo, --batch)",
     )
+    parser.add_argument("--updates", type=int, default=2, help="rl: updates timed")
+    parser.add_argument("--algo", default="ppo", help="rl: the algorithm whose settings the cpu preset takes")
     parser.add_argument("--batch", type=int, default=64, help="episodes per rollout")
     parser.add_argument("--digits", type=int, default=7, help="comfort zone N of the plus1 problems")
     parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model size (random weights)")
@@ -142,6 +145,14 @@ def _bench(args: argparse.Namespace) -> int:
         from arith_gym import bench
 
         return bench.main([]) or 0
+    if args.what == "rl":
+        from agents.bench import rl_throughput
+
+        r = rl_throughput(args.updates, args.algo, args.seed, args.batch)
+        print(f"cpu preset, {args.algo}, shipped model: {r['episodes']:.0f} episodes in {r['seconds']:.1f} s")
+        print(f"training episodes/s (rollouts + updates): {r['episodes_per_s']:.2f}")
+        print(f"rollout share of that time: {100 * r['rollout_share']:.0f}%")
+        return 0
     if args.what == "generate":
         from agents.bench import rollout_vs_generate
 
