@@ -39,11 +39,11 @@ def derived_seed(seed: int, *keys: int) -> int:
 class SamplingStats:
     """What sampling one update's batch cost and dropped."""
 
-    sampled_episodes: int
-    sampled_accuracy: float
-    rounds: int
-    dropped_groups: int
-    kept_groups: int
+    sampled_episodes: int  # every episode played, the dropped ones included
+    sampled_accuracy: float  # over all of them
+    rounds: int  # rollouts played
+    dropped_groups: int  # groups whose rewards were all equal, dropped (dynamic sampling)
+    kept_groups: int  # groups the update trains on (0 if dynamic sampling found no informative one)
 
     def as_row(self) -> dict[str, float]:
         return {
@@ -119,13 +119,13 @@ def sample_batch(
             kept_groups += take
         if kept_groups == problems:
             break
-    if not kept:  # no informative group at all: train on the last rollout (its advantages are 0)
-        kept, kept_groups = [rollout], problems
-    rollout = concat_rollouts(kept)
+    # No informative group at all: train on the last rollout (advantages 0; the KL still acts).
+    rollout = concat_rollouts(kept or [rollout])
     if reference is not None:
         started = time.perf_counter()
         score_with_reference(rollout, reference, policy.temperature, **score)
         rollout.timings["reference"] = time.perf_counter() - started
+        rollout.timings["total"] = rollout.timings.get("total", 0.0) + rollout.timings["reference"]
     sampled = np.concatenate(correct)
     return rollout, SamplingStats(len(sampled), float(sampled.mean()), rounds, dropped, kept_groups)
 

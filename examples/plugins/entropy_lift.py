@@ -28,6 +28,7 @@ from agents.rl import (
     register_kl_weighting,
 )
 from agents.rl.advantages import group_mean_std, outcome_scores, spread
+from agents.rl.update import top_fraction
 
 LIFTED_SHARE = 0.2
 
@@ -35,10 +36,7 @@ LIFTED_SHARE = 0.2
 @register_kl_weighting("entropy_lift")
 def entropy_lift(rollout, config) -> torch.Tensor:
     """0 on the top-20 % policy-entropy tokens of the batch, 1 elsewhere."""
-    live = rollout.entropy[rollout.mask]
-    count = max(1, round(LIFTED_SHARE * live.numel()))
-    threshold = live.topk(count).values[-1]
-    return (rollout.entropy < threshold).float()
+    return (~top_fraction(rollout.entropy, rollout.mask, LIFTED_SHARE)).float()
 
 
 @register_advantage("sign_grpo", needs_groups=True)
