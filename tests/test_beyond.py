@@ -105,3 +105,27 @@ def test_group_fork_weighting_needs_groups(micro_reference_dir, tmp_path):
     rollout.groups = torch.tensor([0, 0, 1, 1])
     weights = token_kl_weights(rollout, config.with_overrides(kl_weighting="group_fork_critical", beta=2.0))
     assert weights.shape == rollout.logp.shape and ((weights >= 0) & (weights <= 1)).all()
+
+
+def test_value_jumps_by_hand_and_the_weighting_lifts_the_largest():
+    from types import SimpleNamespace
+
+    from agents.rl.weightings import value_jump, value_jumps
+
+    # One episode of 4 tokens, V = 0.3, 0.3, 0.9, 0.9, reward 1 at the end: jumps 0, 0.6, 0, 0.1.
+    rollout = SimpleNamespace(
+        values=torch.tensor([[0.3, 0.3, 0.9, 0.9, 0.0]]),
+        rewards=torch.tensor([[0.0, 0.0, 0.0, 1.0, 0.0]]),
+        mask=torch.tensor([[True, True, True, True, False]]),
+    )
+    torch.testing.assert_close(value_jumps(rollout), torch.tensor([[0.0, 0.6, 0.0, 0.1, 0.0]]))
+    # 5% of 4 tokens rounds to one token at least: the 0.6 jump.
+    assert value_jump(rollout, RLConfig()).tolist() == [[1.0, 0.0, 1.0, 1.0, 1.0]]
+
+
+def test_value_jump_needs_a_critic():
+    from agents.rl.algorithms import check_config
+
+    check_config(RLConfig(kl_weighting="value_jump"))  # ppo: gae trains a critic
+    with pytest.raises(ValueError, match="reads the critic's values"):
+        check_config(RLConfig(algo="grpo", episodes_per_update=64, kl_weighting="value_jump"))

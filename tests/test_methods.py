@@ -8,9 +8,9 @@ import torch
 from agents.rl.config import RLConfig
 from agents.rl.methods import METHODS, apply_method, beta_sweep, method_settings
 from agents.rl.trainer import Trainer
-from agents.rl.update import kl_cov_tokens, policy_gradient_tokens, top_fraction
+from agents.rl.update import kl_cov_tokens, policy_gradient_tokens
 from agents.rl.update import policy_update as ppo_update
-from agents.rl.weightings import KL_WEIGHTING_FUNCTIONS, token_kl_weights
+from agents.rl.weightings import KL_WEIGHTING_FUNCTIONS, token_kl_weights, top_fraction
 
 SMALL = RLConfig(
     lr=1e-3,

@@ -119,7 +119,13 @@ def check_config(config: RLConfig) -> Pieces:
         ValueError: one line naming the bad setting (and, for a name, the registered ones).
     """
     pieces = resolve(config)
-    weighting_needs_groups = getattr(KL_WEIGHTING_FUNCTIONS[config.kl_weighting], "needs_groups", False)
+    weighting = KL_WEIGHTING_FUNCTIONS[config.kl_weighting]
+    weighting_needs_groups = getattr(weighting, "needs_groups", False)
+    if getattr(weighting, "needs_critic", False) and not pieces.estimator.uses_critic:
+        raise ValueError(
+            f"KL weighting {config.kl_weighting!r} reads the critic's values: it needs an advantage "
+            f"estimator that trains one (gae, e.g. --algo ppo), not {pieces.advantage!r}"
+        )
     grouped = pieces.estimator.needs_groups or config.dynamic_sampling
     if grouped and pieces.group_size < 2:
         raise ValueError(

@@ -36,7 +36,7 @@ from agents.rl.config import RLConfig
 from agents.rl.losses import LOSS_AGGREGATIONS, POLICY_LOSSES, PolicyLossInputs
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import Rollout, episode_inputs
-from agents.rl.weightings import token_kl_weights
+from agents.rl.weightings import token_kl_weights, top_fraction
 
 
 @dataclass
@@ -52,14 +52,6 @@ class KLController:
             return
         error = float(np.clip(observed_kl / self.target - 1.0, -0.2, 0.2))
         self.coef *= 1.0 + error * episodes / self.horizon
-
-
-def top_fraction(scores: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Bool [B, T]: the ``fraction`` of live tokens (at least one) with the highest ``scores``."""
-    live = scores[mask]
-    count = max(1, round(fraction * live.numel()))
-    threshold = live.topk(count).values[-1]
-    return (scores >= threshold) & mask
 
 
 def policy_gradient_tokens(rollout: Rollout, config: RLConfig) -> torch.Tensor:

@@ -31,19 +31,30 @@ KLWeighting = Callable[[Rollout, RLConfig], torch.Tensor]
 KL_WEIGHTING_FUNCTIONS: Registry[KLWeighting] = Registry("KL weighting")
 
 
-def register_kl_weighting(name: str, *, method: bool = True, needs_groups: bool = False) -> Callable:
+def register_kl_weighting(
+    name: str, *, method: bool = True, needs_groups: bool = False, needs_critic: bool = False
+) -> Callable:
     """Decorator: register ``fn(rollout, config) -> weights [B, T]`` as KL weighting ``name``
     (and, with ``method``, the method ``name`` that selects it). ``needs_groups``: it reads the
-    groups of episodes of one problem, so a run must have ``group_size >= 2`` (checked at start)."""
+    groups of episodes of one problem, so a run must have ``group_size >= 2``; ``needs_critic``:
+    it reads the critic's values, so the advantage estimator must train one (both checked at start)."""
 
     def register(fn: KLWeighting) -> KLWeighting:
-        fn.needs_groups = needs_groups
+        fn.needs_groups, fn.needs_critic = needs_groups, needs_critic
         KL_WEIGHTING_FUNCTIONS.add(name, fn)
         if method:
             register_method(name, kl_weighting=name)
         return fn
 
     return register
+
+
+def top_fraction(scores: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Bool [B, T]: the ``fraction`` of live tokens (at least one) with the highest ``scores``."""
+    live = scores[mask]
+    count = max(1, round(fraction * live.numel()))
+    threshold = live.topk(count).values[-1]
+    return (scores >= threshold) & mask
 
 
 def token_kl_weights(rollout: Rollout, config: RLConfig) -> torch.Tensor:
@@ -122,3 +133,22 @@ def group_fork_critical(rollout: Rollout, config: RLConfig) -> torch.Tensor:
     """``J^beta`` (the prioritized KL), and 0 at the group's forking decisions."""
     certainty = kl_weights("critical", rollout.certainty, config.beta, config.weight_floor)
     return certainty * (~_episode_forks(rollout)).float()
+
+
+VALUE_JUMP_SHARE = 0.05
+"""The share of played tokens whose KL ``value_jump`` lifts (a first choice, not tuned)."""
+
+
+def value_jumps(rollout: Rollout) -> torch.Tensor:
+    """``|r_t + V_{t+1} - V_t|`` per played token: how much the critic's estimate moves with it
+    (the TD error, gamma 1; past an episode's end V is 0, so its last token jumps to the reward)."""
+    mask = rollout.mask
+    following = torch.zeros_like(rollout.values)
+    following[:, :-1] = rollout.values[:, 1:] * mask[:, 1:]
+    return (rollout.rewards + following - rollout.values).abs() * mask
+
+
+@register_kl_weighting("value_jump", needs_critic=True)
+def value_jump(rollout: Rollout, config: RLConfig) -> torch.Tensor:
+    """0 on the :data:`VALUE_JUMP_SHARE` of tokens with the largest value jumps, 1 elsewhere."""
+    return (~top_fraction(value_jumps(rollout), rollout.mask, VALUE_JUMP_SHARE)).float()

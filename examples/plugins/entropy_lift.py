@@ -28,7 +28,7 @@ from agents.rl import (
     register_kl_weighting,
 )
 from agents.rl.advantages import group_mean_std, outcome_scores, spread
-from agents.rl.update import top_fraction
+from agents.rl.weightings import top_fraction
 
 LIFTED_SHARE = 0.2
 
