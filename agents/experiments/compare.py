@@ -28,7 +28,13 @@ from tqdm.auto import tqdm
 from agents.evaluation.heldout import EvalSet, heldout_eval_set
 from agents.evaluation.passk import correct_counts, passk_rows
 from agents.experiments.jobs import CompareSettings, Job, final_model_dir
-from agents.experiments.plots import plot_by_reference, plot_comparison, plot_critical, plot_passk
+from agents.experiments.plots import (
+    plot_by_algorithm,
+    plot_by_reference,
+    plot_comparison,
+    plot_critical,
+    plot_passk,
+)
 from agents.experiments.reports import (
     collect_errors,
     errors_markdown,
@@ -119,6 +125,8 @@ def report(
     evaluations, critical, runs = collect(jobs, out)
     split = jobs[0].config.split
     plot_comparison(evaluations, split, out / "accuracy.png")
+    if len({job.algo for job in jobs}) > 1:  # one panel per algorithm: methods side by side
+        plot_by_algorithm(evaluations, split, out / "by_algorithm.png")
     plot_critical(critical, out / "critical.png")
     results, threshold = summarize_methods(evaluations, split, settings.threshold)
     per_run = final_runs(evaluations, split)

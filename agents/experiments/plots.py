@@ -131,6 +131,27 @@ def plot_by_reference(evaluations: dict[str, list[dict]], split: str, out: str |
     return _save(figure, out)
 
 
+def plot_by_algorithm(evaluations: list[dict], split: str, out: str | Path) -> Path:
+    """One panel per algorithm: ``split`` sampled accuracy vs episodes, mean and 95% band per method."""
+    algos = list(dict.fromkeys(row["algo"] for row in evaluations))
+    columns = min(4, len(algos))
+    rows = -(-len(algos) // columns)
+    figure = Figure(figsize=(3.6 * columns, 3.0 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False, sharey=True).ravel()
+    for axis, algo in zip(axes, algos, strict=False):
+        mine = [row for row in evaluations if row["algo"] == algo]
+        for label, grouped in curves(mine, split).items():
+            _band_line(axis, grouped, label, scale=100)
+        axis.set_title(f"{algo}: {split}", fontsize=9)
+        axis.set_xlabel("episodes")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    for axis in axes[len(algos) :]:
+        axis.set_visible(False)
+    axes[0].set_ylabel("% correct (mean, 95% CI)")
+    return _save(figure, out)
+
+
 def _save(figure, out: str | Path) -> Path:
     figure.tight_layout()
     out = Path(out)
