@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from agents.kl import WEIGHTINGS
 from agents.lm.model import TaskInfo, load_reference, save_reference
@@ -162,6 +162,7 @@ def train_trl_grpo(
 
     (run / METRICS).unlink(missing_ok=True)  # a TRL run cannot resume mid-way: it starts again
     log_row({"update": 0, "episodes": 0, **evaluate()})
+    trainer.remove_callback(PrinterCallback)  # metrics.csv is the record; no dict per step on stdout
     trainer.add_callback(_Bookkeeping(steps_per_update, config, evaluate, log_row))
     trainer.train()
     info = TaskInfo(task.comfort_digits, temperature, task.size, "RL fine-tuned with TRL GRPO")
