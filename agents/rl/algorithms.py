@@ -18,7 +18,8 @@ algorithm                advantage                  policy loss aggregation     
 
 The group algorithms with unwhitened per-episode advantages (``grpo``, ``dr_grpo``, ``rloo``,
 ``dapo``, ``gspo``, ``cispo``) take lr 3e-5 instead of the ``cpu`` preset's 1e-4. The KL's
-*weighting* is the method's (``--method``), so every algorithm runs with every weighting. :func:`apply_algorithm` applies an algorithm's hyperparameters on top of a preset;
+*weighting* is the method's (``--method``), so every algorithm runs with every weighting.
+:func:`apply_algorithm` applies an algorithm's hyperparameters on top of a preset;
 :func:`check_config` is the start-up check of every registered name a config uses.
 """
 
