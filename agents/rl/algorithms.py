@@ -87,9 +87,7 @@ register_algorithm(
     "gspo", "grpo", "gspo", "seq_mean_token_mean", 8, clip_coef=3e-4, clip_coef_high=4e-4, **_GROUP
 )
 # CISPO: no lower bound on the importance weight (1 - 1 = 0), an upper one at 1 + 0.28.
-register_algorithm(
-    "cispo", "grpo", "cispo", "token_mean", 8, clip_coef=1.0, clip_coef_high=0.28, **_GROUP
-)
+register_algorithm("cispo", "grpo", "cispo", "token_mean", 8, clip_coef=1.0, clip_coef_high=0.28, **_GROUP)
 
 
 def apply_algorithm(config: RLConfig, name: str) -> RLConfig:
