@@ -107,3 +107,22 @@ def test_the_evaluation_set_is_fixed_held_out_and_round_trips(tmp_path):
 def test_wilson_interval_by_hand(successes, total, low, high):
     got = wilson_interval(successes, total)
     assert got == pytest.approx((low, high), abs=1e-4)
+
+
+def test_critical_probabilities_stay_on_the_intermediate_prefix(micro_model):
+    """The final evaluation takes p(right) at the critical labels on the same problems as the
+    intermediate ones, so every point of ``critical.csv`` is on one problem set."""
+    from agents.evaluation.accuracy import rl_evaluation
+    from agents.evaluation.teacher_forcing import critical_probabilities
+
+    eval_set = heldout_eval_set(2, "plus1", 6, 4)
+    metrics = rl_evaluation(
+        micro_model, 2, "plus1", 1.0, None, seed=0, greedy=False, eval_set=eval_set, critical_episodes=3
+    )
+    expected = critical_probabilities(micro_model, eval_set.head("plus1", 3), 2, 1.0)
+    assert metrics["plus1_problems"] == 6
+    prefix = "p_critical/"
+    got = {key.removeprefix(prefix): value for key, value in metrics.items() if key.startswith(prefix)}
+    assert got == pytest.approx(expected, abs=1e-6) and got
+    everything = critical_probabilities(micro_model, eval_set.head("plus1"), 2, 1.0)
+    assert everything != pytest.approx(expected, abs=1e-6)

@@ -128,13 +128,16 @@ def rl_evaluation(
     seed: int = 0,
     greedy: bool = True,
     eval_set: EvalSet | None = None,
+    critical_episodes: int | None = None,
 ) -> dict[str, float]:
     """Sampled (and greedy) accuracy on ``comfort`` and ``split``, and p(right) per critical label.
 
     The problems are the first ``episodes`` of each split of ``eval_set`` (all of them for None;
     default: a held-out set of ``episodes`` problems per split drawn with seed 0), so every call,
     run and method sees the same ones; ``seed`` drives the sampling. ``{name}_problems`` says how
-    many problems each accuracy is over.
+    many problems each accuracy is over. The teacher-forced p(right) per critical label is taken
+    on the first ``critical_episodes`` problems of ``split`` (None: ``episodes``); a trainer passes
+    its intermediate count, so the curve of every label is on the same problems at every evaluation.
     """
     if eval_set is None:
         count = 100 if episodes is None else episodes
@@ -156,7 +159,7 @@ def rl_evaluation(
                 metrics.update(
                     error_shares(problems[name], texts[chosen], solved[chosen], comfort_digits, split)
                 )
-    problems = eval_set.head(split, episodes)
+    problems = eval_set.head(split, episodes if critical_episodes is None else critical_episodes)
     for label, prob in critical_probabilities(model, problems, comfort_digits, temperature).items():
         metrics[f"p_critical/{label}"] = prob
     return metrics
