@@ -16,7 +16,7 @@ from agents.evaluation.stats import paired_difference
 from agents.experiments.compare import compare
 from agents.experiments.jobs import CompareSettings, episodes_done
 from agents.experiments.reports import shared_eval_set
-from agents.experiments.results import summarize_methods, summary_markdown
+from agents.experiments.results import oracle_gap_markdown, summarize_methods, summary_markdown
 from agents.experiments.runners import run_ray
 from arith_gym.operands import is_heldout
 
@@ -169,11 +169,13 @@ def test_a_resumed_comparison_counts_the_episodes_already_trained(compared, micr
     assert [episodes_done(job) for job in fresh] == [0, 0]
 
 
-def test_threshold_and_verdict_wording():
+def _evaluation_rows(finals: dict[str, list[float]], start: float = 0.1) -> list[dict]:
+    """Evaluation rows of runs that start at ``start`` and end at ``finals[method][seed]`` on plus1
+    (comfort 0.9 throughout), one PPO run per method and seed."""
     rows = []
-    for seed, (u, c) in enumerate([(0.1, 0.3), (0.2, 0.35), (0.1, 0.32)]):
-        for method, last in (("uniform", u), ("critical", c)):
-            for index, (episodes, accuracy) in enumerate([(0, 0.1), (64, last)]):
+    for method, lasts in finals.items():
+        for seed, last in enumerate(lasts):
+            for index, (episodes, accuracy) in enumerate([(0, start), (64, last)]):
                 for split, value in (("plus1", accuracy), ("comfort", 0.9)):
                     rows.append(
                         dict(
@@ -187,6 +189,11 @@ def test_threshold_and_verdict_wording():
                             accuracy=value,
                         )
                     )
+    return rows
+
+
+def test_threshold_and_verdict_wording():
+    rows = _evaluation_rows({"uniform": [0.1, 0.2, 0.1], "critical": [0.3, 0.35, 0.32]})
     results, threshold = summarize_methods(rows, "plus1")
     assert threshold == pytest.approx(0.25)
     critical = next(r for r in results if r.label == "critical")
@@ -194,6 +201,19 @@ def test_threshold_and_verdict_wording():
     text = summary_markdown(results, "plus1", threshold)
     assert "`critical` beat `uniform`: +19.0 points" in text
     assert "not reached (0/3)" in text
+
+
+def test_gap_to_the_oracle_by_hand():
+    rows = _evaluation_rows(
+        {"uniform": [0.3, 0.4, 0.35], "critical_auto": [0.8, 0.8, 0.9], "oracle_critical": [0.9, 0.8, 0.85]}
+    )
+    text = oracle_gap_markdown(rows, "plus1")
+    # critical_auto - oracle by seed: -0.10, 0, +0.05: mean -1.7, sd 7.64, t(2) 4.303 -> +-19.0 points;
+    # its mean 83.3 lies in the oracle's 85.0 +- 12.4
+    assert "| critical_auto | -1.7 [-20.6, +17.3] | yes |" in text
+    assert "| uniform | -50.0 [-74.8, -25.2] | no |" in text
+    assert "| oracle_critical |" not in text
+    assert oracle_gap_markdown(_evaluation_rows({"uniform": [0.3], "critical": [0.5]}), "plus1") == ""
 
 
 def test_bad_settings_fail_before_any_run(micro_reference_dir, tmp_path):

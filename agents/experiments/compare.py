@@ -11,8 +11,9 @@ directory), then writes to ``OUT``:
 * ``critical.png``: the critical-token probabilities over training (the paper's Figures 4 and 7);
 * ``eval_set.json``: the held-out problems every run was evaluated on (checked identical);
 * ``summary.md``: final accuracy per method with CI, the paired (same seed) difference to
-  ``uniform`` with its CI, the episodes each method needed to reach a threshold, which noise
-  dominates (seeds or the evaluation's), and each run's accuracy with its Wilson interval.
+  ``uniform`` with its CI (and to ``oracle_critical`` when it ran), the episodes each method
+  needed to reach a threshold, which noise dominates (seeds or the evaluation's), and each
+  run's accuracy with its Wilson interval.
 
 Runs already finished in ``OUT`` are kept and unfinished ones resume from their checkpoint,
 so an interrupted comparison loses at most one evaluation interval per run.
@@ -47,6 +48,7 @@ from agents.experiments.reports import (
 from agents.experiments.results import (
     collect,
     group_label,
+    oracle_gap_markdown,
     summarize_methods,
     summary_markdown,
     timing_markdown,
@@ -133,6 +135,7 @@ def report(
     summary = out / "summary.md"
     summary.write_text(
         summary_markdown(results, split, threshold, command)
+        + oracle_gap_markdown(evaluations, split)
         + noise_verdict(per_run, split)
         + timing_markdown(runs)
         + errors_markdown(collect_errors(jobs, out), split)

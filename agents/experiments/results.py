@@ -183,6 +183,47 @@ def summary_markdown(results: list[MethodResult], split: str, threshold: float, 
     return "\n".join(lines) + "\n"
 
 
+ORACLE = "oracle_critical"
+"""The weighting that knows the template (no KL at the env's critical tokens): the ceiling a
+template-free weighting is measured against."""
+
+
+def oracle_gap_markdown(evaluations: list[dict], split: str, oracle: str = ORACLE) -> str:
+    """How close each method gets to ``oracle`` (per algorithm): its final ``split`` accuracy minus
+    the oracle's, paired by seed, with its t interval, and whether its mean over seeds lies inside
+    the oracle's 95% interval. Empty when the oracle did not run."""
+    harder = curves(evaluations, split)
+    rows = []
+    for label, grouped in harder.items():
+        oracle_label = f"{label.split(':')[0]}:{oracle}" if ":" in label else oracle
+        if label == oracle_label or oracle_label not in harder:
+            continue
+        final, base = _final_by_seed(grouped), _final_by_seed(harder[oracle_label])
+        shared = [seed for seed in sorted(final) if seed in base]
+        if not shared:
+            continue
+        gap = paired_difference([final[s] for s in shared], [base[s] for s in shared])
+        band = mean_ci(list(base.values()))
+        inside = band.n >= 2 and band.low <= mean_ci(list(final.values())).mean <= band.high
+        rows.append(f"| {label} | {gap.percent(signed=True)} | {'yes' if inside else 'no'} |")
+    if not rows:
+        return ""
+    return (
+        "\n".join(
+            [
+                "",
+                f"## Gap to `{oracle}` (knows the template: the ceiling of a KL weighting)",
+                "",
+                f"| method | Δ {split} vs {oracle} (points, paired by seed) "
+                "| mean inside the oracle's 95% interval |",
+                "|---|---|---|",
+                *rows,
+            ]
+        )
+        + "\n"
+    )
+
+
 def timing_markdown(runs: list[dict]) -> str:
     """Training wall time per episode (evaluations excluded), per method, and its ratio to the fastest."""
     algos = sorted({run["algo"] for run in runs})
