@@ -281,7 +281,8 @@ def test_compare_on_two_references_writes_per_reference_tables(micro_reference_d
         seeds=(0,),
         references=(str(micro_reference_dir), str(second)),
     )
-    summary = compare(settings, tmp_path / "out", workers=2, progress=False)
+    command = "arith-rl compare --refs"
+    summary = compare(settings, tmp_path / "out", workers=2, progress=False, command=command)
     names = [Path(micro_reference_dir).name, "micro-n2"]
     for name in names:
         for file in ("summary.md", "evaluations.csv", "eval_set.json", "accuracy.png"):
@@ -297,4 +298,5 @@ def test_compare_on_two_references_writes_per_reference_tables(micro_reference_d
     assert longest == {names[0]: 2, "micro-n2": 3}
     text = summary.read_text()
     assert all(f"# Reference `{name}`" in text for name in names)
+    assert text.count("Command: `arith-rl compare --refs`") == 1  # once, not again per reference
     assert (tmp_path / "out" / "by_reference.png").stat().st_size > 0

@@ -106,7 +106,9 @@ def compare(
         *([f"Command: `{command}`", ""] if command else []),
     ]
     for name, path in summaries.items():
-        parts += [f"# Reference `{name}`", "", path.read_text().split("\n", 1)[1]]
+        body = path.read_text().split("\n", 1)[1]  # its own title and command line give way to ours
+        body = "\n".join(line for line in body.splitlines() if not line.startswith("Command: `"))
+        parts += [f"# Reference `{name}`", body.lstrip("\n"), ""]
     summary.write_text("\n".join(parts))
     return summary
 
