@@ -184,8 +184,8 @@ def summary_markdown(results: list[MethodResult], split: str, threshold: float, 
 
 
 ORACLE = "oracle_critical"
-"""The weighting that knows the template (no KL at the env's critical tokens): the ceiling a
-template-free weighting is measured against."""
+"""The weighting that knows the template (no KL at the env's critical tokens): the reference
+point of a template-free weighting (not a ceiling: certainty weightings beat it on N = 4, docs/beyond.md)."""
 
 
 def oracle_gap_markdown(evaluations: list[dict], split: str, oracle: str = ORACLE) -> str:
@@ -212,7 +212,7 @@ def oracle_gap_markdown(evaluations: list[dict], split: str, oracle: str = ORACL
         "\n".join(
             [
                 "",
-                f"## Gap to `{oracle}` (knows the template: the ceiling of a KL weighting)",
+                f"## Gap to `{oracle}` (the weighting that knows the template)",
                 "",
                 f"| method | Δ {split} vs {oracle} (points, paired by seed) "
                 "| mean inside the oracle's 95% interval |",
