@@ -120,35 +120,42 @@ def plot_passk(rows: list[dict], out: str | Path) -> Path:
 
 def plot_by_reference(evaluations: dict[str, list[dict]], split: str, out: str | Path) -> Path:
     """One panel per reference model: ``split`` sampled accuracy vs episodes, mean and 95% band per method."""
-    figure = Figure(figsize=(4.2 * len(evaluations), 3.6))
-    axes = figure.subplots(1, len(evaluations), squeeze=False, sharey=True)[0]
-    for axis, (name, rows) in zip(axes, evaluations.items(), strict=True):
-        for label, grouped in curves(rows, split).items():
-            _band_line(axis, grouped, label, scale=100)
-        _accuracy_axis(axis, split, "% correct (mean, 95% CI)")
-        axis.set_title(f"{name}: {split}", fontsize=9)
-    axes[0].legend(fontsize=8)
-    return _save(figure, out)
+    return _panels(evaluations, split, out, columns=len(evaluations), size=(4.2, 3.6), legend_on_all=False)
 
 
 def plot_by_algorithm(evaluations: list[dict], split: str, out: str | Path) -> Path:
     """One panel per algorithm: ``split`` sampled accuracy vs episodes, mean and 95% band per method."""
-    algos = list(dict.fromkeys(row["algo"] for row in evaluations))
-    columns = min(4, len(algos))
-    rows = -(-len(algos) // columns)
-    figure = Figure(figsize=(3.6 * columns, 3.0 * rows))
+    by_algo: dict[str, list[dict]] = {}
+    for row in evaluations:
+        by_algo.setdefault(row["algo"], []).append(row)
+    return _panels(by_algo, split, out, columns=min(4, len(by_algo)), size=(3.6, 3.0), legend_on_all=True)
+
+
+def _panels(
+    panels: dict[str, list[dict]],
+    split: str,
+    out: str | Path,
+    columns: int,
+    size: tuple[float, float],
+    legend_on_all: bool,
+) -> Path:
+    """A grid of panels (``columns`` wide), one per entry of ``panels``: its rows' ``split`` curves."""
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(size[0] * columns, size[1] * rows))
     axes = figure.subplots(rows, columns, squeeze=False, sharey=True).ravel()
-    for axis, algo in zip(axes, algos, strict=False):
-        mine = [row for row in evaluations if row["algo"] == algo]
-        for label, grouped in curves(mine, split).items():
+    for axis, (name, evaluations) in zip(axes, panels.items(), strict=False):
+        for label, grouped in curves(evaluations, split).items():
             _band_line(axis, grouped, label, scale=100)
-        axis.set_title(f"{algo}: {split}", fontsize=9)
+        axis.set_title(f"{name}: {split}", fontsize=9)
         axis.set_xlabel("episodes")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    for axis in axes[len(algos) :]:
+        if legend_on_all:
+            axis.legend(fontsize=7)
+    for axis in axes[len(panels) :]:
         axis.set_visible(False)
     axes[0].set_ylabel("% correct (mean, 95% CI)")
+    if not legend_on_all:
+        axes[0].legend(fontsize=8)
     return _save(figure, out)
 
 

@@ -113,16 +113,11 @@ def summarize_methods(evaluations: list[dict], split: str, threshold: float | No
     for label, grouped in harder.items():
         final, final_comfort = _final_by_seed(grouped), _final_by_seed(comfort[label])
         seeds = sorted(final)
-        baseline = _uniform_label(label)
+        baseline = _baseline_label(label, "uniform")
         difference = difference_comfort = None
         if baseline != label and baseline in harder:
-            base, base_comfort = _final_by_seed(harder[baseline]), _final_by_seed(comfort[baseline])
-            shared = [seed for seed in seeds if seed in base]
-            if shared:
-                difference = paired_difference([final[s] for s in shared], [base[s] for s in shared])
-                difference_comfort = paired_difference(
-                    [final_comfort[s] for s in shared], [base_comfort[s] for s in shared]
-                )
+            difference = _paired(final, _final_by_seed(harder[baseline]))
+            difference_comfort = _paired(final_comfort, _final_by_seed(comfort[baseline]))
         reached_at = _episodes_to(grouped, threshold)
         results.append(
             MethodResult(
@@ -139,8 +134,15 @@ def summarize_methods(evaluations: list[dict], split: str, threshold: float | No
     return results, threshold
 
 
-def _uniform_label(label: str) -> str:
-    return f"{label.split(':')[0]}:uniform" if ":" in label else "uniform"
+def _baseline_label(label: str, baseline: str) -> str:
+    """The label of method ``baseline`` run with ``label``'s algorithm."""
+    return f"{label.split(':')[0]}:{baseline}" if ":" in label else baseline
+
+
+def _paired(final: dict[int, float], base: dict[int, float]) -> Estimate | None:
+    """``final - base`` paired by the seeds both have (None if they share none)."""
+    shared = [seed for seed in sorted(final) if seed in base]
+    return paired_difference([final[s] for s in shared], [base[s] for s in shared]) if shared else None
 
 
 def _episodes_to(grouped: dict[int, list[tuple]], threshold: float) -> dict[int, float]:
@@ -195,14 +197,13 @@ def oracle_gap_markdown(evaluations: list[dict], split: str, oracle: str = ORACL
     harder = curves(evaluations, split)
     rows = []
     for label, grouped in harder.items():
-        oracle_label = f"{label.split(':')[0]}:{oracle}" if ":" in label else oracle
+        oracle_label = _baseline_label(label, oracle)
         if label == oracle_label or oracle_label not in harder:
             continue
         final, base = _final_by_seed(grouped), _final_by_seed(harder[oracle_label])
-        shared = [seed for seed in sorted(final) if seed in base]
-        if not shared:
+        gap = _paired(final, base)
+        if gap is None:
             continue
-        gap = paired_difference([final[s] for s in shared], [base[s] for s in shared])
         band = mean_ci(list(base.values()))
         inside = band.n >= 2 and band.low <= mean_ci(list(final.values())).mean <= band.high
         rows.append(f"| {label} | {gap.percent(signed=True)} | {'yes' if inside else 'no'} |")
