@@ -18,6 +18,7 @@ from agents.experiments.jobs import CompareSettings, episodes_done
 from agents.experiments.reports import shared_eval_set
 from agents.experiments.results import oracle_gap_markdown, summarize_methods, summary_markdown
 from agents.experiments.runners import run_ray
+from agents.rl.config import PRESETS
 from arith_gym.operands import is_heldout
 
 TINY = (
@@ -241,6 +242,16 @@ def test_sb3_algorithms_sit_in_the_same_table_on_the_same_episode_budget(micro_r
         assert len(episodes) == 3 or episodes[1] >= 8, algo
     runs = {r["algo"]: r for r in _read(tmp_path / "runs.csv")}
     assert float(runs["sb3-a2c"]["seconds_per_episode"]) > 0
+
+
+def test_sb3_runs_take_sb3_settings_and_the_users_set_still_wins(tmp_path):
+    jobs = CompareSettings(methods=("critical",), seeds=(0,), algos=("ppo", "sb3-ppo")).jobs(tmp_path)
+    local, sb3 = (job.config for job in jobs)
+    assert (sb3.lr, sb3.episodes_per_update, sb3.eval_every) == (1e-5, 8, 2)
+    assert (local.lr, local.episodes_per_update) == (PRESETS["cpu"].lr, PRESETS["cpu"].episodes_per_update)
+    assert sb3.kl_weighting == local.kl_weighting == "critical"
+    overridden = CompareSettings(seeds=(0,), algos=("sb3-ppo",), overrides=(("lr", 3e-6),)).jobs(tmp_path)
+    assert overridden[0].config.lr == 3e-6
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")

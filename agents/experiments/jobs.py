@@ -19,7 +19,7 @@ from agents.rl.config import PRESETS, RLConfig
 from agents.rl.registry import load_plugins
 from agents.rl.trainer import open_trainer
 from agents.rundir import METRICS, checkpoint_dir, read_metrics
-from agents.sb3.train import SB3_ALGOS, train_sb3
+from agents.sb3.train import SB3_ALGOS, SB3_SETTINGS, train_sb3
 
 TRL_ALGOS = ("trl-grpo",)
 """TRL's GRPOTrainer with the weighted KL (:mod:`agents.trl`, an optional extra), at ``grpo``'s settings."""
@@ -108,9 +108,11 @@ class CompareSettings:
         for algo in self.algos:
             local = algo in ALGORITHMS
             for method in self.methods:
-                # preset, then the algorithm's settings, then the method's, then the user's --set
+                # preset, the algorithm's settings, the method's, SB3's (SB3_SETTINGS), then the user's --set
                 settings_of = algo if local else "grpo" if algo in TRL_ALGOS else None
                 config = algorithm_and_method(PRESETS[self.preset], settings_of, method)
+                if algo in SB3_ALGOS:
+                    config = config.with_overrides(**SB3_SETTINGS)
                 config = config.with_overrides(**dict(self.overrides))
                 if local:
                     check_config(config)

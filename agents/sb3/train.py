@@ -30,6 +30,15 @@ from arith_gym.rules import EnvConfig
 from arith_gym.scratchpad import target_text
 
 SB3_ALGOS = ("sb3-ppo", "sb3-a2c")
+SB3_SETTINGS: dict[str, object] = {"lr": 1e-5, "episodes_per_update": 8, "eval_every": 2}
+"""What ``arith-rl compare`` changes in the preset for an SB3 run (the user's ``--set`` still wins).
+
+At the ``cpu`` preset's lr 1e-4 SB3's PPO wrecked the model (0 % on ``plus1`` and the comfort
+zone within 22 episodes): its minibatches are capped at 128 steps, so it takes many more Adam
+steps per episode than ``agents.rl``. At 1e-5 it keeps the comfort zone and learns; at 1e-6 it
+barely moves (docs/sb3.md). 8 episodes per update: about 1,250 steps per rollout, 10 gradient
+steps of 128, and an evaluation every 16 episodes, so a 64-episode run shows a trend.
+"""
 
 ALGORITHM_ARGUMENTS: dict[str, str] = {
     "lr": "learning_rate",
