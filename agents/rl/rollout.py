@@ -183,7 +183,7 @@ def score_with_reference(
     temperature: float,
     certainty_temperature: float = 4.0,
     certainty_kind: str = "negentropy",
-    rows_per_forward: int = 16,
+    rows_per_forward: int = 8,
 ) -> None:
     """Fill ``rollout``'s reference fields from one teacher-forced forward over its episodes.
 
