@@ -212,11 +212,19 @@ def test_bench_rl_prints_training_episodes_per_second(capsys):
     assert "cpu preset, grpo, shipped model: 8 episodes in" in out and "training episodes/s" in out
 
 
-def test_bench_generate_prints_the_ratio(capsys):
-    assert main(["bench", "generate", "--batch", "2"]) == 0
+def test_bench_without_a_kind_runs_every_benchmark(capsys):
+    assert main(["bench", "--batch", "2", "--updates", "1", "--max-tokens", "4"]) == 0
     out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("==")] == [
+        "== rollout",
+        "== generate",
+        "== rl",
+        "== env",
+    ]
     assert "full RL rollout (policy, env, reference scores):" in out
-    assert "speedup rollout / generate:" in out
+    for ratio in ("speedup cached / naive:", "speedup rollout / generate:", "ratio vector/single:"):
+        assert ratio in out
+    assert "batch 2, N=7 plus1, 4 tokens/episode" in out
 
 
 def test_train_never_writes_into_a_model_directory(micro_reference_dir, tmp_path, capsys):

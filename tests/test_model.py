@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+from agents.lm.decoding import CachedDecoder
 from agents.lm.model import (
+    DEFAULT_REFERENCE,
     SIZES,
     TASK_FILE,
     CheckpointError,
@@ -205,3 +207,25 @@ def test_logits_cover_the_vocabulary(saved):
     logits = _logits(model)
     assert logits.shape[-1] == VOCAB_SIZE
     assert np.isfinite(logits.numpy()).all()
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+
+def test_loaded_model_runs_the_fused_gelu_with_the_same_outputs():
+    """load_reference swaps gelu_new for its fused kernel: the shipped model's logits, on
+    prompts and on cached one-token steps, equal plain transformers'."""
+    fast, _ = load_reference()
+    plain = GPT2LMHeadModel.from_pretrained(DEFAULT_REFERENCE, local_files_only=True).eval()
+    assert plain.config.activation_function == "gelu_new"
+    assert fast.config.activation_function == "gelu_pytorch_tanh"
+    prompts = [encode(prompt_text(a, b)) for a, b in ((123, 45), (7, 9081), (5000, 321))]
+    steps = [torch.tensor([3, 4, 5]), torch.tensor([6, 7, 8]), torch.tensor([1, 1, 2])]
+    outputs = []
+    for model in (fast, plain):
+        decoder = CachedDecoder(model)
+        with torch.no_grad():
+            logits = [decoder.start(prompts).logits[:, -1]]
+            logits += [decoder.step(tokens).logits[:, -1] for tokens in steps]
+        outputs.append(torch.stack(logits))
+    torch.testing.assert_close(outputs[0], outputs[1], atol=2e-5, rtol=1e-5)

@@ -17,7 +17,7 @@ from agents.rl.advantages import gae as gae_estimator
 from agents.rl.algorithms import check_config
 from agents.rl.config import PRESETS, RLConfig
 from agents.rl.policy import LMPolicy
-from agents.rl.rollout import collect_rollout
+from agents.rl.rollout import collect_rollout, episode_inputs
 from agents.rl.update import KLController, policy_forward, shaped_rewards
 from agents.rl.update import policy_update as ppo_update
 from agents.rl.weightings import token_kl_weights
@@ -113,6 +113,33 @@ def test_update_recomputes_the_rollout_log_probs():
     assert (values - rollout.values)[mask].abs().max() < 1e-4
     stats, _ = _update(_config(minibatches=2, update_epochs=2))
     assert stats["first_ratio_max_error"] < 1e-4
+
+
+def test_chunked_forward_equals_one_forward_over_all_rows_values_and_gradients():
+    policy, _, rollout = _setup(batch=7, steps=40)
+    mask, rows = rollout.mask, torch.tensor([6, 0, 3, 2, 5, 1, 4])
+    assert len(set(mask.sum(dim=1).tolist())) > 2  # episodes of several lengths
+    # One forward over every row at the batch's width, as the update did before chunks:
+    input_ids, attention, positions, width = episode_inputs(rollout, rows)
+    out = policy(input_ids, attention, positions)
+    whole = policy.log_probs(out.logits[:, width - 1 :]), out.values[:, width - 1 :]
+    results = []
+    for rows_per_forward in (1, 3, 7):
+        policy.zero_grad()
+        log_probs, values = policy_forward(policy, rollout, rows, rows_per_forward)
+        m = mask[rows]
+        torch.testing.assert_close(log_probs[m], whole[0][m], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(values[m], whole[1][m], atol=1e-5, rtol=1e-5)
+        assert torch.isfinite(log_probs).all() and torch.isfinite(values).all()
+        if rows_per_forward == 1:  # past an episode's end: uniform log-probs, zero values
+            vocab = log_probs.shape[-1]
+            assert torch.allclose(log_probs[~m], torch.tensor(-math.log(vocab))) and not values[~m].any()
+        new_logp = log_probs.gather(-1, rollout.actions[rows, :, None]).squeeze(-1)
+        ((new_logp + values) * m).sum().backward()
+        results.append([p.grad.clone() for p in policy.parameters()])
+    for grads in results[1:]:
+        for a, b in zip(results[0], grads, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])

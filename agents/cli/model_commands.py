@@ -120,52 +120,80 @@ def _eval_ref(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- bench and analyze
 
 
+BENCH_KINDS = ("rollout", "generate", "rl", "env")
+ROLLOUT_BENCH_TOKENS = 64
+"""``bench rollout``'s default cap on tokens per episode: the whole-context side costs the square of
+it (64: about half a minute on one core; the ratio grows with the cap, docs/benchmarks.md)."""
+
+
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     from agents.lm.model import SIZES
 
     parser.add_argument(
         "what",
-        choices=("rollout", "generate", "env", "rl"),
+        nargs="?",
+        default="all",
+        choices=(*BENCH_KINDS, "all"),
         help="rollout: KV cache vs whole context (random model); generate: a full RL rollout of the shipped"
-        " model vs transformers' generate() of the policy alone (--batch, --seed); env: single vs vector env;"
-        " rl: training episodes/s of the cpu preset (--updates, --algo, --batch)",
+        " model vs transformers' generate() of the policy alone (--batch, --seed); rl: training episodes/s"
+        " of the cpu preset (--updates, --algo, --batch); env: single vs vector env; all (default): each of"
+        " them at its default workload, under 2 minutes on one core",
     )
     parser.add_argument("--updates", type=int, default=2, help="rl: updates timed")
     parser.add_argument("--algo", default="ppo", help="rl: the algorithm whose settings the cpu preset takes")
     parser.add_argument("--batch", type=int, default=64, help="episodes per rollout")
-    parser.add_argument("--digits", type=int, default=7, help="comfort zone N of the plus1 problems")
-    parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model size (random weights)")
-    parser.add_argument("--max-tokens", type=int, help="cap on tokens per episode (default: the env's limit)")
+    parser.add_argument("--digits", type=int, default=7, help="rollout: comfort zone N of the plus1 problems")
+    parser.add_argument(
+        "--size", default="tiny", choices=sorted(SIZES), help="rollout: model size (random weights)"
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=ROLLOUT_BENCH_TOKENS,
+        help="rollout: cap on tokens per episode (0: the env's limit; its whole-context side takes 45 min)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the model, problems and sampling")
 
 
-@command("bench", "throughput benchmarks", _bench_arguments)
+@command("bench", "throughput benchmarks, each a ratio measured in one run", _bench_arguments)
 def _bench(args: argparse.Namespace) -> int:
-    if args.what == "env":
-        from arith_gym import bench
+    for kind in BENCH_KINDS if args.what == "all" else (args.what,):
+        print(f"== {kind}")
+        _BENCHES[kind](args)
+    return 0
 
-        return bench.main([]) or 0
-    if args.what == "rl":
-        from agents.bench import rl_throughput
 
-        r = rl_throughput(args.updates, args.algo, args.seed, args.batch)
-        print(f"cpu preset, {args.algo}, shipped model: {r['episodes']:.0f} episodes in {r['seconds']:.1f} s")
-        print(f"training episodes/s (rollouts + updates): {r['episodes_per_s']:.2f}")
-        print(f"rollout share of that time: {100 * r['rollout_share']:.0f}%")
-        return 0
-    if args.what == "generate":
-        from agents.bench import rollout_vs_generate
+def _bench_env(args: argparse.Namespace) -> None:
+    from arith_gym import bench
 
-        g = rollout_vs_generate(args.batch, seed=args.seed)
-        steps, live = f"{g['steps']:.0f}", f"{g['live_tokens']:.0f}"
-        print(f"shipped model, batch {args.batch}, plus1, {steps} steps ({live} live tokens)")
-        print(f"full RL rollout (policy, env, reference scores): {g['rollout_seconds']:.2f} s")
-        print(f"generate() of the policy alone, every row {steps} tokens: {g['generate_seconds']:.2f} s")
-        print(f"speedup rollout / generate: {g['speedup']:.2f}x")
-        return 0
+    bench.main([])
+
+
+def _bench_rl(args: argparse.Namespace) -> None:
+    from agents.bench import rl_throughput
+
+    r = rl_throughput(args.updates, args.algo, args.seed, args.batch)
+    print(f"cpu preset, {args.algo}, shipped model: {r['episodes']:.0f} episodes in {r['seconds']:.1f} s")
+    print(f"training episodes/s (rollouts + updates): {r['episodes_per_s']:.2f}")
+    print(f"rollout share of that time: {100 * r['rollout_share']:.0f}%")
+
+
+def _bench_generate(args: argparse.Namespace) -> None:
+    from agents.bench import rollout_vs_generate
+
+    g = rollout_vs_generate(args.batch, seed=args.seed)
+    steps, live = f"{g['steps']:.0f}", f"{g['live_tokens']:.0f}"
+    print(f"shipped model, batch {args.batch}, plus1, {steps} steps ({live} live tokens)")
+    print(f"full RL rollout (policy, env, reference scores): {g['rollout_seconds']:.2f} s")
+    print(f"generate() of the policy alone, every row {steps} tokens: {g['generate_seconds']:.2f} s")
+    print(f"speedup rollout / generate: {g['speedup']:.2f}x")
+
+
+def _bench_rollout(args: argparse.Namespace) -> None:
     from agents.bench import rollout_benchmark
 
-    r = rollout_benchmark(args.batch, args.digits, "plus1", args.size, args.max_tokens, args.seed)
+    max_tokens = args.max_tokens or None
+    r = rollout_benchmark(args.batch, args.digits, "plus1", args.size, max_tokens, args.seed)
     per_episode = r["tokens_per_episode"]
     print(f"batch {args.batch}, N={args.digits} plus1, {per_episode:.0f} tokens/episode, {args.size} model")
     for mode in ("cached", "naive"):
@@ -174,7 +202,9 @@ def _bench(args: argparse.Namespace) -> int:
             f"  env share {100 * r[f'{mode}_env_share']:.1f}%"
         )
     print(f"speedup cached / naive: {r['speedup']:.1f}x")
-    return 0
+
+
+_BENCHES = {"rollout": _bench_rollout, "generate": _bench_generate, "rl": _bench_rl, "env": _bench_env}
 
 
 def _analyze_arguments(parser: argparse.ArgumentParser) -> None:

@@ -66,7 +66,8 @@ def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Pat
     axes = figure.subplots(1, 2, sharex=True)
     for axis, name in zip(axes, (split, "comfort"), strict=True):
         for label, grouped in curves(evaluations, name).items():  # in the order of the runs
-            _band_line(axis, grouped, f"{label} ({len(grouped[min(grouped)])} seeds)", scale=100)
+            seeds = len(grouped[min(grouped)])
+            _band_line(axis, grouped, f"{label} ({seeds} seed{'s' if seeds > 1 else ''})", scale=100)
         _accuracy_axis(axis, name, "% correct (mean, 95% CI)")
     axes[0].legend()
     return _save(figure, out)

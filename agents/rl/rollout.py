@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,17 +142,38 @@ def collect_rollout(
 
 
 def episode_inputs(
-    rollout: Rollout, rows: torch.Tensor
+    rollout: Rollout, rows: torch.Tensor, steps: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """``input_ids``, ``attention_mask`` and ``position_ids`` of prompt + actions for ``rows``, and
-    the prompt width: the model's output at column ``width - 1 + t`` is its distribution over action t."""
-    prompt_ids, prompt_mask = rollout.prompt_ids[rows], rollout.prompt_mask[rows]
-    actions = rollout.actions[rows]
+    """``input_ids``, ``attention_mask`` and ``position_ids`` that predict the first ``steps``
+    actions (default: all) of episodes ``rows``, and the prompt width: the model's output at
+    column ``width - 1 + t`` is its distribution over action t. Prompt columns that are padding
+    in every row are left out."""
+    steps = rollout.actions.shape[1] if steps is None else steps
+    prompt_mask = rollout.prompt_mask[rows]
+    width = int(prompt_mask.sum(dim=1).max())
+    prompt_ids, prompt_mask = rollout.prompt_ids[rows, -width:], prompt_mask[:, -width:]
+    actions = rollout.actions[rows, : steps - 1]  # the last action is never an input
     input_ids = torch.cat([prompt_ids, actions], dim=1)
     attention = torch.cat([prompt_mask, torch.ones_like(actions)], dim=1)
     # The positions the rollout used: real prompt tokens count from 0, then one per token.
     positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    return input_ids, attention, positions, prompt_ids.shape[1]
+    return input_ids, attention, positions, width
+
+
+def episode_chunks(
+    rollout: Rollout, rows: torch.Tensor, rows_per_forward: int
+) -> Iterator[tuple[torch.Tensor, int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]]:
+    """The teacher-forced forwards over episodes ``rows`` that compute little past their ends.
+
+    Yields ``(chunk, steps, inputs)``: ``chunk`` indexes ``rows`` (longest episodes first,
+    ``rows_per_forward`` at a time), ``steps`` is the chunk's longest episode and ``inputs``
+    are :func:`episode_inputs` of those rows cut to it. Episodes of a batch differ in length by
+    up to a third, so one forward at the batch's width wastes that much.
+    """
+    lengths = rollout.mask[rows].sum(dim=1)
+    for chunk in lengths.argsort(descending=True, stable=True).split(rows_per_forward):
+        steps = max(int(lengths[chunk].max()), 1)
+        yield chunk, steps, episode_inputs(rollout, rows[chunk], steps)
 
 
 @torch.no_grad()
@@ -161,7 +183,7 @@ def score_with_reference(
     temperature: float,
     certainty_temperature: float = 4.0,
     certainty_kind: str = "negentropy",
-    rows_per_forward: int = 16,
+    rows_per_forward: int = 8,
 ) -> None:
     """Fill ``rollout``'s reference fields from one teacher-forced forward over its episodes.
 
@@ -173,17 +195,14 @@ def score_with_reference(
     are uniform and J is 0, masked out like everything else there).
     """
     batch, steps = rollout.actions.shape
-    lengths = rollout.mask.sum(dim=1)
     vocab = rollout.log_probs.shape[-1]
     ref_log_probs = rollout.log_probs.new_full((batch, steps, vocab), -math.log(vocab))
     certainty = rollout.log_probs.new_zeros((batch, steps))
-    for rows in lengths.argsort(descending=True, stable=True).split(rows_per_forward):
-        input_ids, attention, positions, width = episode_inputs(rollout, rows)
-        length = int(lengths[rows].max())
-        end = width + length - 1  # the last action is never an input
-        out = reference(
-            input_ids=input_ids[:, :end], attention_mask=attention[:, :end], position_ids=positions[:, :end]
-        )
+    every_row = torch.arange(batch, device=rollout.actions.device)
+    for rows, length, (input_ids, attention, positions, width) in episode_chunks(
+        rollout, every_row, rows_per_forward
+    ):
+        out = reference(input_ids=input_ids, attention_mask=attention, position_ids=positions)
         logits = out.logits[:, width - 1 :].float()
         ref_log_probs[rows, :length] = torch.log_softmax(logits / temperature, dim=-1)
         certainty[rows, :length] = certainty_of(logits, certainty_temperature, certainty_kind)

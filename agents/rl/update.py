@@ -24,10 +24,12 @@ log-prob and advantage. Asymmetric clipping (DAPO's clip-higher) is ``clip_coef_
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn.functional import pad
 
 from agents.kl import kl_estimate
 from agents.rl.advantages import AdvantageInputs
@@ -35,7 +37,7 @@ from agents.rl.algorithms import check_config
 from agents.rl.config import RLConfig
 from agents.rl.losses import LOSS_AGGREGATIONS, POLICY_LOSSES, PolicyLossInputs
 from agents.rl.policy import LMPolicy
-from agents.rl.rollout import Rollout, episode_inputs
+from agents.rl.rollout import Rollout, episode_chunks
 from agents.rl.weightings import token_kl_weights, top_fraction
 
 
@@ -79,14 +81,32 @@ def shaped_rewards(rollout: Rollout, weights: torch.Tensor, config: RLConfig, kl
     return rewards
 
 
-def policy_forward(policy: LMPolicy, rollout: Rollout, rows: torch.Tensor):
-    """Tempered log-probs [b, T, V] and values [b, T] of the policy at every generated token."""
-    input_ids, attention, positions, width = episode_inputs(rollout, rows)
-    out = policy(input_ids, attention, positions)
-    # The output at the last prompt token predicts action 0, and so on.
-    logits = out.logits[:, width - 1 : -1]
-    values = out.values[:, width - 1 : -1]
-    return policy.log_probs(logits), values.float()
+def policy_forward(policy: LMPolicy, rollout: Rollout, rows: torch.Tensor, rows_per_forward: int = 8):
+    """Tempered log-probs [b, T, V] and values [b, T] of the policy at every generated token of ``rows``.
+
+    Episodes run in chunks of similar length (:func:`~agents.rl.rollout.episode_chunks`), each
+    cut to its longest episode (past it the log-probs are uniform and the values 0; whatever
+    lies past an episode's end is masked out, as before). The outputs equal one forward over
+    all rows up to float rounding (tested), at about the cost of the tokens actually played.
+    """
+    steps, vocab = rollout.actions.shape[1], rollout.log_probs.shape[-1]
+    order, log_probs, values = [], [], []
+    for chunk, length, (input_ids, attention, positions, width) in episode_chunks(
+        rollout, rows, rows_per_forward
+    ):
+        out = policy(input_ids, attention, positions)
+        # The output at the last prompt token predicts action 0, and so on.
+        log_probs.append(
+            pad(
+                policy.log_probs(out.logits[:, width - 1 :]),
+                (0, 0, 0, steps - length),
+                value=-math.log(vocab),
+            )
+        )
+        values.append(pad(out.values[:, width - 1 :].float(), (0, steps - length)))
+        order.append(chunk)
+    back = torch.cat(order).argsort()  # chunk order -> the order of ``rows``
+    return torch.cat(log_probs)[back], torch.cat(values)[back]
 
 
 def policy_update(
