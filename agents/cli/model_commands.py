@@ -120,7 +120,6 @@ def _eval_ref(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- bench and analyze
 
 
-BENCH_KINDS = ("rollout", "generate", "rl", "env")
 ROLLOUT_BENCH_TOKENS = 64
 """``bench rollout``'s default cap on tokens per episode: the whole-context side costs the square of
 it (64: about half a minute on one core; the ratio grows with the cap, docs/benchmarks.md)."""
@@ -133,7 +132,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
         "what",
         nargs="?",
         default="all",
-        choices=(*BENCH_KINDS, "all"),
+        choices=(*_BENCHES, "all"),
         help="rollout: KV cache vs whole context (random model); generate: a full RL rollout of the shipped"
         " model vs transformers' generate() of the policy alone (--batch, --seed); rl: training episodes/s"
         " of the cpu preset (--updates, --algo, --batch); env: single vs vector env; all (default): each of"
@@ -157,7 +156,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("bench", "throughput benchmarks, each a ratio measured in one run", _bench_arguments)
 def _bench(args: argparse.Namespace) -> int:
-    for kind in BENCH_KINDS if args.what == "all" else (args.what,):
+    for kind in _BENCHES if args.what == "all" else (args.what,):
         print(f"== {kind}")
         _BENCHES[kind](args)
     return 0
@@ -205,6 +204,7 @@ def _bench_rollout(args: argparse.Namespace) -> None:
 
 
 _BENCHES = {"rollout": _bench_rollout, "generate": _bench_generate, "rl": _bench_rl, "env": _bench_env}
+"""Each ``arith-rl bench`` kind, in the order ``all`` runs them."""
 
 
 def _analyze_arguments(parser: argparse.ArgumentParser) -> None:
