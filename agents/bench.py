@@ -22,6 +22,7 @@ from torch import nn
 
 from agents.lm.decoding import left_pad
 from agents.lm.episodes import make_vector_env
+from agents.lm.gpt2_decoding import GPT2Parts, gpt2_parts
 from agents.lm.model import DEFAULT_REFERENCE, build_model, load_reference
 from agents.rl.algorithms import apply_algorithm
 from agents.rl.config import PRESETS
@@ -46,9 +47,17 @@ class NoPadLM(nn.Module):
         return self.lm.get_input_embeddings()
 
     def forward(self, **kwargs):
-        out = self.lm(**kwargs)
-        out.logits[..., PAD_ID] = float("-inf")
-        return out
+        return _no_pad(self.lm(**kwargs))
+
+    def decode_parts(self) -> GPT2Parts | None:
+        """The wrapped GPT-2's decoding parts, its logits edited the same way (see ``gpt2_parts``)."""
+        parts = gpt2_parts(self.lm)
+        return None if parts is None else GPT2Parts(parts.body, lambda hidden: _no_pad(parts.head(hidden)))
+
+
+def _no_pad(out):
+    out.logits[..., PAD_ID] = float("-inf")
+    return out
 
 
 def rollout_benchmark(
@@ -105,13 +114,13 @@ def rollout_vs_generate(
     settings = dict(do_sample=True, top_k=0, temperature=task.temperature, pad_token_id=PAD_ID)
     torch.manual_seed(seed)
     with torch.no_grad():
-        policy.lm.generate(
-            input_ids, attention_mask=attention, max_new_tokens=4, min_new_tokens=4, **settings
-        )
-        started = time.perf_counter()
-        policy.lm.generate(
-            input_ids, attention_mask=attention, max_new_tokens=steps, min_new_tokens=steps, **settings
-        )
+        # A full-length warm-up, as the rollout had: the first long generate() of a process runs
+        # ~1.6x slower (its growing caches' first memory allocations), which is not its speed.
+        for _ in range(2):
+            started = time.perf_counter()
+            policy.lm.generate(
+                input_ids, attention_mask=attention, max_new_tokens=steps, min_new_tokens=steps, **settings
+            )
     generate_seconds = time.perf_counter() - started
     return {
         "rollout_seconds": rollout_seconds,

@@ -11,6 +11,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from agents.kl import certainty
 from agents.lm.decoding import GREEDY, CachedDecoder, NaiveDecoder, choose_tokens, left_pad
 from agents.lm.episodes import make_vector_env, play_episodes
+from agents.lm.gpt2_decoding import GPT2Decoder
 from agents.lm.model import CheckpointError, build_model
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import collect_rollout
@@ -55,8 +56,9 @@ def _decode(decoder_type, model, steps=20, seed=0):
     return torch.stack(logits, dim=1), tokens
 
 
-def test_cached_and_naive_decoders_agree(micro_model):
-    cached, _ = _decode(CachedDecoder, micro_model)
+@pytest.mark.parametrize("cached_type", [CachedDecoder, GPT2Decoder])
+def test_cached_and_naive_decoders_agree(micro_model, cached_type):
+    cached, _ = _decode(cached_type, micro_model)
     naive, _ = _decode(NaiveDecoder, micro_model)
     assert cached.shape == (len(PROMPTS), 21, VOCAB_SIZE)
     torch.testing.assert_close(cached, naive, atol=1e-4, rtol=0)

@@ -20,8 +20,9 @@ from transformers import PreTrainedModel
 
 from agents.evaluation.certainty_gap import SOURCES, Operands, _mean, reference_logits
 from agents.kl import certainty
-from agents.lm.decoding import CachedDecoder, choose_tokens
+from agents.lm.decoding import choose_tokens
 from agents.lm.episodes import play_episodes
+from agents.lm.gpt2_decoding import decoder_class
 from arith_gym.operands import sample_operands
 from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, RESULT_LINE_TABLE, EnvConfig
 from arith_gym.scratchpad import critical_mask, parse_result, prompt_text, target_text
@@ -72,7 +73,7 @@ def branch_success(
         prefix_states.append(int(RESULT_LINE_TABLE[prefix_states[-1], token]))
     states = np.asarray(prefix_states, dtype=np.int64)[positions]
     context = np.concatenate([prompt, ids[: positions.max()]])
-    decoder = CachedDecoder.branches(model, context, len(prompt) + positions)
+    decoder = decoder_class(model).branches(model, context, len(prompt) + positions)
     step = torch.as_tensor(tokens)
     while True:
         new = step.cpu().numpy()

@@ -80,6 +80,9 @@ class CachedDecoder:
     each ``step(tokens)`` appends one token per row and returns the outputs there. Rows that
     are finished may be fed anything: their outputs are simply ignored by the caller, or
     :meth:`keep` drops them (attention over the cache is most of a step's cost, row by row).
+    Works for any transformers causal LM; for GPT-2,
+    :class:`~agents.lm.gpt2_decoding.GPT2Decoder` gives the same outputs faster
+    (:func:`~agents.lm.gpt2_decoding.cached_decoder` picks).
     """
 
     def __init__(self, model: PreTrainedModel | torch.nn.Module) -> None:

@@ -14,7 +14,8 @@ import torch
 from gymnasium.vector import AutoresetMode
 from transformers import PreTrainedModel
 
-from agents.lm.decoding import CachedDecoder, RowTracker, choose_tokens
+from agents.lm.decoding import RowTracker, choose_tokens
+from agents.lm.gpt2_decoding import cached_decoder
 from arith_gym import ENV_ID  # importing arith_gym registers the environment
 from arith_gym.tokenizer import encode
 
@@ -63,7 +64,7 @@ def play_episodes(
 
 def _play_batch(model, env, operands, temperature, generator, drop_finished) -> tuple[np.ndarray, list[str]]:
     _, info = env.reset(options={"operands": operands})
-    decoder = CachedDecoder(model)
+    decoder = cached_decoder(model)
     tracker = RowTracker(len(operands), decoder.device, share=0.25 if drop_finished else None)
     logits = decoder.start([encode(p) for p in info["prompt"]]).logits[:, -1]
     done = np.zeros(len(operands), dtype=bool)

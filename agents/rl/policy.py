@@ -15,6 +15,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from agents.lm.decoding import CACHE_KEYWORD
+from agents.lm.gpt2_decoding import GPT2Parts, gpt2_parts
 from agents.lm.model import check_vocabulary
 
 
@@ -76,6 +77,18 @@ class LMPolicy(nn.Module):
         )
         values = self.value_head(out.hidden_states[-1]).squeeze(-1)
         return PolicyOutput(out.logits, values, getattr(out, CACHE_KEYWORD, None))
+
+    def decode_parts(self) -> GPT2Parts | None:
+        """What :class:`~agents.lm.gpt2_decoding.GPT2Decoder` needs to step this policy (logits and
+        values from the new token's final hidden state), or None if its LM is not a GPT-2 it runs."""
+        parts = gpt2_parts(self.lm)
+        if parts is None:
+            return None
+
+        def head(hidden: torch.Tensor) -> PolicyOutput:
+            return PolicyOutput(parts.head(hidden).logits, self.value_head(hidden).view(-1, 1), None)
+
+        return GPT2Parts(parts.body, head)
 
     def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of the tempered action distribution."""

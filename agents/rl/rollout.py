@@ -1,11 +1,11 @@
 """Collect a batch of episodes from the arith_gym vector env with an LM policy.
 
-The policy runs one forward of the newest token per step, thanks to the transformers KV
-cache. The frozen reference never influences what is sampled, so it scores the finished
-episodes in one teacher-forced forward (:func:`score_with_reference`) instead of stepping
-beside the policy. Prompts are left-padded (attention mask and position ids make padding
-invisible); episodes that have ended keep being fed a token so the batch stays rectangular,
-and everything recorded for them is masked out.
+The policy runs one forward of the newest token per step over a KV cache
+(:func:`~agents.lm.gpt2_decoding.cached_decoder`). The frozen reference never influences
+what is sampled, so it scores the finished episodes in teacher-forced forwards
+(:func:`score_with_reference`) instead of stepping beside the policy. Prompts are left-padded
+(attention mask and position ids make padding invisible); episodes that have ended keep being
+fed a token (or are dropped by the decoder) and everything recorded for them is masked out.
 
 The environment is the source of truth: rewards, episode ends and critical-token labels
 all come from ``env.step``, never from re-parsing text here.
@@ -24,7 +24,8 @@ from gymnasium.vector import VectorEnv
 from transformers import PreTrainedModel
 
 from agents.kl import certainty as certainty_of
-from agents.lm.decoding import CachedDecoder, NaiveDecoder, RowTracker, left_pad
+from agents.lm.decoding import NaiveDecoder, RowTracker, left_pad
+from agents.lm.gpt2_decoding import cached_decoder
 from agents.rl.policy import LMPolicy
 from arith_gym.tokenizer import PAD_ID, encode
 
@@ -100,7 +101,7 @@ def collect_rollout(
     timings["env"] += time.perf_counter() - started
     prompts = [encode(p) for p in info["prompt"]]
     device = next(policy.parameters()).device
-    decoder = (CachedDecoder if cached else NaiveDecoder)(policy)
+    decoder = cached_decoder(policy) if cached else NaiveDecoder(policy)
     out = decoder.start(prompts)
 
     batch, steps = env.num_envs, env.unwrapped.config.max_episode_steps
