@@ -49,3 +49,31 @@ def test_robust_and_rank_criteria_flag_the_low_outliers():
     j = np.array([0.9, 0.91, 0.89, 0.9, 0.2, 0.92, 0.9, 0.88, 0.9, 0.5])
     assert robust_low(j, 3.0).tolist() == [False] * 4 + [True] + [False] * 4 + [True]
     assert np.flatnonzero(lowest_fraction(j, 0.1)).tolist() == [4]
+
+
+def test_kv_layout_bench_times_the_three_layouts():
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "kv_layout_bench.py"), "--length", "40", "--capacity", "64"]
+        + ["--layers", "1", "--repeats", "2", "--batch", "4"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.split(":") for line in done.stdout.splitlines() if "ms per layer-step" in line]
+    assert [row[0].strip() for row in rows] == ["contiguous", "gapped", "two-part"]
+    assert all(float(row[1].split()[0]) > 0 for row in rows) and "gapped / two-part:" in done.stdout
+
+
+def test_vector_env_floor_prints_the_budget_and_each_cost():
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "vector_env_floor.py"), "--num-envs", "8", "--problems", "50"]
+        + ["--steps", "2000"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("single env:") and "us per env-step" in lines[0]
+    assert lines[1].startswith("a problem: draw") and float(lines[1].split(": ")[-1].split()[0]) > 0
+    assert any("the observation copy" in line for line in lines)
+    assert lines[-1].startswith("rules + observation copy")
