@@ -3,7 +3,9 @@
 Measures, on one thread: the single env's steps/s (``arith_gym.bench``), the Python cost of a
 problem (its draw, and its prompt, scratchpad target and critical records: the task's rules),
 a 256-env vector step in which no episode ends, and the parts of that step the env's contract
-fixes (the observation copy, the info dict). docs/benchmarks.md quotes its output.
+fixes (the observation copy, the info dict); and, as a what-if, the scripted-agent benchmark of
+``arith_gym.bench`` with an info dict that carries no string or object arrays at all (the env
+patched here, not shipped). docs/benchmarks.md quotes its output.
 
     OMP_NUM_THREADS=1 python examples/vector_env_floor.py [--num-envs 256] [--problems 20000]
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 from gymnasium.utils import seeding
 
-from arith_gym.bench import bench_single
+from arith_gym.bench import _CODE_TO_ID, bench_single, bench_vector
 from arith_gym.operands import draw_operands, split_offset
 from arith_gym.scratchpad import prompt_text, target_and_critical
 from arith_gym.tokenizer import encode
@@ -79,6 +81,41 @@ def main() -> None:
     print(f"  the info dict: {infos:.1f} us = {per_env(infos):.3f} us per env-step")
     floor = (draw + build) / length + per_env(observation)
     print(f"rules + observation copy: {floor:.3f} us per env-step against the {budget:.3f} us budget")
+    shipped = bench_vector(args.steps, args.num_envs, COMFORT_DIGITS, SPLIT, seed=0)
+    lean = vector_without_string_info(args.steps, args.num_envs)
+    print(f"vector / single env: {shipped / single:.2f}x as shipped, ", end="")
+    print(f"{lean / single:.2f}x with no string info (what-if)")
+
+
+def vector_without_string_info(steps: int, num_envs: int) -> float:
+    """Env-steps/s of ``bench_vector``'s scripted agent if ``step`` returned only the critical
+    records and results in its info (the agent reads the targets from the env's own table)."""
+
+    def lean_infos(self, critical_fields, critical_mask, correct, result, ended):
+        return {
+            "critical": critical_fields,
+            "_critical": critical_mask,
+            "correct": correct,
+            "_correct": ended,
+        }
+
+    env = AdditionVectorEnv(num_envs, COMFORT_DIGITS, SPLIT)
+    env._infos = lean_infos.__get__(env)
+    env.reset(seed=0)
+    rows, positions = np.arange(num_envs), np.zeros(num_envs, dtype=np.int64)
+    resetting = np.zeros(num_envs, dtype=bool)
+    batches = max(steps // num_envs, 1)
+    started = 0.0
+    for batch in range(batches + batches // 10):
+        if batch == batches // 10:  # untimed warm-up first, as bench_vector
+            started = time.perf_counter()
+        codes = env._target_codes
+        actions = _CODE_TO_ID[codes[rows, np.minimum(positions, codes.shape[1] - 1)]]
+        _, _, terminated, truncated, _ = env.step(actions)
+        positions += 1
+        positions[resetting] = 0
+        resetting = terminated | truncated
+    return batches * num_envs / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":

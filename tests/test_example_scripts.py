@@ -76,4 +76,5 @@ def test_vector_env_floor_prints_the_budget_and_each_cost():
     assert lines[0].startswith("single env:") and "us per env-step" in lines[0]
     assert lines[1].startswith("a problem: draw") and float(lines[1].split(": ")[-1].split()[0]) > 0
     assert any("the observation copy" in line for line in lines)
-    assert lines[-1].startswith("rules + observation copy")
+    assert lines[-2].startswith("rules + observation copy")
+    assert lines[-1].startswith("vector / single env:") and "with no string info (what-if)" in lines[-1]
