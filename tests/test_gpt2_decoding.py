@@ -130,3 +130,9 @@ def test_a_wrapper_that_edits_the_logits_keeps_its_edit_on_the_fast_path(micro_m
 def test_gpt2_decoder_step_before_start_is_an_error(micro_model):
     with pytest.raises(RuntimeError, match="start"):
         GPT2Decoder(micro_model).step(torch.zeros(1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("columns", [0, -3, 2.5, True])
+def test_gpt2_decoder_rejects_a_bad_recent_buffer_size(micro_model, columns):
+    with pytest.raises(ValueError, match="recent_columns must be a positive integer"):
+        GPT2Decoder(micro_model, recent_columns=columns)

@@ -4,8 +4,9 @@ A step of batched decoding reads every held row's cached keys and values in ever
 about 2 flops per float read, so on a CPU the rollout's speed is that of the read. The
 transformers cache appends into ``[B, H, capacity, d]`` buffers: the slices read per row and
 head are then separated by unused capacity, and a batched matmul over such gapped memory runs
-at about half the speed of one over contiguous memory on this project's machine (the
-hardware prefetcher restarts at every gap; docs/benchmarks.md).
+at about half the speed of one over contiguous memory on this project's machine (measured:
+examples/kv_layout_bench.py, docs/benchmarks.md; likely the hardware prefetcher restarting at
+every gap).
 
 :class:`GPT2Decoder` keeps each layer's cache in two parts instead: ``settled``, a contiguous
 ``[B, H, M, d]`` tensor, and ``recent``, a small ``[B, H, S, d]`` buffer that takes one
@@ -93,7 +94,10 @@ class GPT2Decoder(CachedDecoder):
         parts = gpt2_parts(model)
         if parts is None:
             raise ValueError(f"GPT2Decoder cannot run {type(model).__name__}; use cached_decoder(model)")
+        if isinstance(recent_columns, bool) or not isinstance(recent_columns, int) or recent_columns < 1:
+            raise ValueError(f"recent_columns must be a positive integer, got {recent_columns!r}")
         self.parts, self.recent_columns = parts, recent_columns
+        self.settled: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # set by start/branches
         config = parts.body.config
         self.heads, self.head_size = config.n_head, config.n_embd // config.n_head
         self.scale = 1.0 / math.sqrt(self.head_size)
@@ -118,11 +122,12 @@ class GPT2Decoder(CachedDecoder):
         self.filled = 0  # columns of ``recent`` in use
         zeros = torch.zeros(self.attention.shape, dtype=keys.dtype, device=keys.device)
         self.settled_mask = zeros.masked_fill(self.attention == 0, -math.inf)[:, None, None, :]
-        self.cache = None  # the transformers cache is no longer kept up to date
+        # The transformers cache and mask are no longer kept up to date.
+        self.cache, self.attention = None, None
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor):
-        if not hasattr(self, "settled"):
+        if self.settled is None:
             raise RuntimeError("call start(prompts) before step(tokens)")
         body, rows = self.parts.body, len(tokens)
         positions = self.next_position
