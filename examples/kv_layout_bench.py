@@ -7,7 +7,8 @@ stored
 - ``contiguous``: ``[B, H, T, d]``, nothing between rows (what a copy per step would give);
 - ``gapped``: the first T columns of ``[B, H, capacity, d]`` buffers, as transformers' caches
   and a buffer that grows by doubling hold them (rows separated by unused capacity);
-- ``two-part``: ``agents.lm.gpt2_decoding``'s layout, a contiguous part plus a 32-column buffer.
+- ``two-part``: ``agents.lm.gpt2_decoding``'s layout, a contiguous part plus a 32-column buffer
+  (its own attention function, ``two_part_attention``).
 
     OMP_NUM_THREADS=1 python examples/kv_layout_bench.py [--length 220] [--capacity 512]
 """
@@ -19,20 +20,12 @@ import time
 
 import torch
 
+from agents.lm.gpt2_decoding import two_part_attention
+
 
 def attend(query, keys, values):
     weights = torch.softmax(torch.matmul(query, keys.transpose(-1, -2)), dim=-1)
     return torch.matmul(weights, values)
-
-
-def attend_two_parts(query, settled, recent):
-    (keys, values), (recent_keys, recent_values) = settled, recent
-    scores = torch.cat(
-        [torch.matmul(query, keys.transpose(-1, -2)), torch.matmul(query, recent_keys.transpose(-1, -2))], -1
-    )
-    weights = torch.softmax(scores, dim=-1)
-    split = keys.shape[-2]
-    return torch.matmul(weights[..., :split], values) + torch.matmul(weights[..., split:], recent_values)
 
 
 def milliseconds_per_layer(step, layers: int, repeats: int) -> float:
@@ -81,7 +74,7 @@ def main() -> None:
             lambda: [attend(query, k, v) for k, v in gapped], args.layers, args.repeats
         ),
         "two-part": milliseconds_per_layer(
-            lambda: [attend_two_parts(query, s, r) for s, r in two_part], args.layers, args.repeats
+            lambda: [two_part_attention(query, s, r) for s, r in two_part], args.layers, args.repeats
         ),
     }
     print(f"batch {args.batch}, 4 heads x 32, {args.layers} layers, {args.length} cached positions", end="")

@@ -85,6 +85,9 @@ class CachedDecoder:
     (:func:`~agents.lm.gpt2_decoding.cached_decoder` picks).
     """
 
+    cache_layer: type[DynamicLayer] = _GrowingLayer
+    """The transformers cache layer this decoder fills (a subclass may need another layout)."""
+
     def __init__(self, model: PreTrainedModel | torch.nn.Module) -> None:
         self.model = model
         self.cache: Cache | None = None
@@ -106,11 +109,11 @@ class CachedDecoder:
         """
         decoder = cls(model)
         device = decoder.device
-        shared = Cache(layer_class_to_replicate=_GrowingLayer)
+        shared = Cache(layer_class_to_replicate=cls.cache_layer)
         model(
             input_ids=torch.as_tensor(context, device=device)[None], use_cache=True, **{CACHE_KEYWORD: shared}
         )
-        decoder.cache = Cache(layer_class_to_replicate=_GrowingLayer)
+        decoder.cache = Cache(layer_class_to_replicate=cls.cache_layer)
         rows = len(lengths)
         for index, layer in enumerate(shared.layers):
             keys, values = layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)
@@ -122,7 +125,7 @@ class CachedDecoder:
 
     def start(self, prompts: Sequence[np.ndarray]):
         input_ids, self.attention, positions = left_pad(prompts, self.device)
-        self.cache = Cache(layer_class_to_replicate=_GrowingLayer)
+        self.cache = Cache(layer_class_to_replicate=self.cache_layer)
         self.next_position = positions[:, -1] + 1
         return self._forward(input_ids, positions)
 

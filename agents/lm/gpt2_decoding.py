@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import GPT2LMHeadModel, GPT2Model
+from transformers.cache_utils import DynamicLayer
 from transformers.modeling_outputs import CausalLMOutput
 
 from agents.lm.decoding import CachedDecoder
@@ -89,6 +90,10 @@ class GPT2Decoder(CachedDecoder):
     :func:`cached_decoder` to get this class where it applies and the parent elsewhere.
     """
 
+    # The prompts' cache is written once and then settled: transformers' own layer leaves it
+    # contiguous, where the parent's growing buffer would reserve room that is never used.
+    cache_layer = DynamicLayer
+
     def __init__(self, model: torch.nn.Module, recent_columns: int = RECENT_COLUMNS) -> None:
         super().__init__(model)
         parts = gpt2_parts(model)
@@ -142,13 +147,9 @@ class GPT2Decoder(CachedDecoder):
             recent_values[:, :, column] = value.view(rows, self.heads, self.head_size)
             recent_keys, recent_values = recent_keys[:, :, : column + 1], recent_values[:, :, : column + 1]
             query = query.view(rows, self.heads, 1, self.head_size) * self.scale
-            settled_scores = torch.matmul(query, settled_keys.transpose(-1, -2)).add_(self.settled_mask)
-            recent_scores = torch.matmul(query, recent_keys.transpose(-1, -2))
-            scores = torch.cat([settled_scores, recent_scores], dim=-1)
-            weights = torch.softmax(scores, dim=-1)
-            split = settled_keys.shape[-2]
-            attended = torch.matmul(weights[..., :split], settled_values)
-            attended = attended.add_(torch.matmul(weights[..., split:], recent_values))
+            attended = two_part_attention(
+                query, (settled_keys, settled_values), (recent_keys, recent_values), self.settled_mask
+            )
             hidden = hidden + block.attn.c_proj(attended.view(rows, -1))
             hidden = hidden + block.mlp(block.ln_2(hidden))
         self.filled += 1
@@ -172,6 +173,29 @@ class GPT2Decoder(CachedDecoder):
         self.settled, self.recent = select(self.settled), select(self.recent)
         self.settled_mask = self.settled_mask.index_select(0, index)
         self.next_position = self.next_position[index]
+
+
+def two_part_attention(
+    query: torch.Tensor,
+    settled: tuple[torch.Tensor, torch.Tensor],
+    recent: tuple[torch.Tensor, torch.Tensor],
+    settled_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One new token's attention ``[B, H, 1, d]`` over keys and values held in two parts.
+
+    ``query`` is already scaled; ``settled`` and ``recent`` are (keys, values) pairs of shape
+    ``[B, H, M, d]`` and ``[B, H, R, d]``; ``settled_mask`` (additive, broadcast to
+    ``[B, H, 1, M]``) hides padding in the settled part. Both parts go through one softmax.
+    """
+    (settled_keys, settled_values), (recent_keys, recent_values) = settled, recent
+    settled_scores = torch.matmul(query, settled_keys.transpose(-1, -2))
+    if settled_mask is not None:
+        settled_scores = settled_scores.add_(settled_mask)
+    recent_scores = torch.matmul(query, recent_keys.transpose(-1, -2))
+    weights = torch.softmax(torch.cat([settled_scores, recent_scores], dim=-1), dim=-1)
+    split = settled_keys.shape[-2]
+    attended = torch.matmul(weights[..., :split], settled_values)
+    return attended.add_(torch.matmul(weights[..., split:], recent_values))
 
 
 def decoder_class(model: torch.nn.Module, fast: bool = True) -> type[CachedDecoder]:
