@@ -9,27 +9,31 @@ small and the policy may explore, where it is sure the usual KL holds.
 
 Three pieces, all plain torch and elementwise over any batch shape:
 
-* :func:`kl_estimate` — per-token KL estimators ``k1``, ``k2``, ``k3`` from the log-probs
-  of the sampled token, and ``full`` from the whole log-prob vectors;
+* :data:`KL_ESTIMATORS` and :func:`kl_estimate` — the registered per-token KL estimators
+  (``k1``, ``k2``, ``k3`` from the log-probs of the sampled token, ``full`` from the whole
+  log-prob vectors; a plug-in registers its own with :func:`register_kl_estimator`);
 * :func:`certainty` — ``J`` in [0, 1] from the reference logits at the reference's own
   temperature;
-* :func:`kl_weights` — ``w`` from ``J`` (``none``, ``uniform`` or ``critical``).
+* :func:`prioritized_weights` — the paper's ``w = J^β`` (with a floor). Which weight each token
+  gets is a registered KL weighting (:mod:`agents.rl.weighting`), of which this is one formula.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3", "full")
+from agents.registry import Registry
+
 CERTAINTY_KINDS: tuple[str, ...] = ("negentropy", "max_prob")
-WEIGHTINGS: tuple[str, ...] = ("none", "uniform", "critical")
 
 
 MAX_BETA = 1e6
-"""The largest β :func:`kl_weights` takes: far past any useful value (J^β is then 0 in float32
+"""The largest β :func:`prioritized_weights` takes: far past any useful value (J^β is then 0 in float32
 for every J below 0.9999), and well inside float32 (β = 1e39 overflowed it and gave NaN at J = 1)."""
 
 
@@ -98,6 +102,33 @@ def kl_full(log_probs: Tensor, ref_log_probs: Tensor) -> Tensor:
     return kl.clamp(min=0.0)
 
 
+@dataclass(frozen=True)
+class KLEstimator:
+    """A per-token estimator of KL(π ‖ π_ref).
+
+    ``fn(logp, ref_logp)`` for estimators of the sampled token, or, with ``needs_vectors``,
+    ``fn(log_probs, ref_log_probs)`` over whole ``[..., V]`` log-prob vectors.
+    """
+
+    fn: Callable[[Tensor, Tensor], Tensor]
+    needs_vectors: bool = False
+
+
+KL_ESTIMATORS: Registry[KLEstimator] = Registry("KL estimator")
+"""Every KL estimator by name (built-ins ``k1``, ``k2``, ``k3``, ``full``; plug-ins' too)."""
+
+
+def register_kl_estimator(name: str, fn: Callable[[Tensor, Tensor], Tensor], needs_vectors: bool = False):
+    """Register ``fn`` as KL estimator ``name`` (see :class:`KLEstimator`); returns ``fn``."""
+    KL_ESTIMATORS.add(name, KLEstimator(fn, needs_vectors))
+    return fn
+
+
+for _name, _fn in (("k1", kl_k1), ("k2", kl_k2), ("k3", kl_k3)):
+    register_kl_estimator(_name, _fn)
+register_kl_estimator("full", kl_full, needs_vectors=True)
+
+
 def kl_estimate(
     name: str,
     logp: Tensor,
@@ -108,7 +139,7 @@ def kl_estimate(
     """Per-token estimate of KL(π ‖ π_ref) by estimator ``name`` (one of :data:`KL_ESTIMATORS`).
 
     Args:
-        name: ``"k1"``, ``"k2"``, ``"k3"`` or ``"full"``, with ``r = logp − ref_logp``:
+        name: a registered estimator (``"k1"``, ``"k2"``, ``"k3"``, ``"full"``), ``r = logp − ref_logp``:
 
             * ``k1 = r``
             * ``k2 = ½ r²``
@@ -129,8 +160,7 @@ def kl_estimate(
         ValueError: for an unknown ``name``, mismatched shapes, ``"full"`` without both vectors,
             NaN inputs, or ``logp = -inf`` (a sampled token the policy gives probability 0).
     """
-    if name not in KL_ESTIMATORS:
-        raise ValueError(f"unknown KL estimator {name!r}; expected one of {KL_ESTIMATORS}")
+    estimator = KL_ESTIMATORS[name]  # an unknown name is a one-line error listing the registered ones
     # No silent broadcasting: [B, T] against [B, T, 1] would give a [B, T, T] "KL".
     if logp.shape != ref_logp.shape:
         raise ValueError(f"logp {tuple(logp.shape)} and ref_logp {tuple(ref_logp.shape)} differ in shape")
@@ -140,20 +170,16 @@ def kl_estimate(
     _check_no_nan("ref_logp", ref_logp)
     if torch.isneginf(logp).any():
         raise ValueError("logp holds -inf: a sampled token has probability 0 under the policy")
-    if name == "k1":
-        return kl_k1(logp, ref_logp)
-    if name == "k2":
-        return kl_k2(logp, ref_logp)
-    if name == "k3":
-        return kl_k3(logp, ref_logp)
+    if not estimator.needs_vectors:
+        return estimator.fn(logp, ref_logp)
     if log_probs is None or ref_log_probs is None:
-        raise ValueError('the "full" KL estimator needs both log_probs and ref_log_probs ([..., V])')
+        raise ValueError(f"the {name!r} KL estimator needs both log_probs and ref_log_probs ([..., V])")
     if log_probs.shape[:-1] != logp.shape:
         raise ValueError(
             f"log_probs {tuple(log_probs.shape)} does not match logp {tuple(logp.shape)} "
             "(expected logp.shape + (V,))"
         )
-    return kl_full(_at_least_float32(log_probs), _at_least_float32(ref_log_probs))
+    return estimator.fn(_at_least_float32(log_probs), _at_least_float32(ref_log_probs))
 
 
 # --------------------------------------------------------------------------- certainty
@@ -206,50 +232,32 @@ def certainty(ref_logits: Tensor, temperature: float, kind: str = "negentropy") 
 # --------------------------------------------------------------------------- weights
 
 
-def kl_weights(
-    weighting: str,
-    certainty: Tensor | None = None,
-    beta: float = 150.0,
-    floor: float = 0.0,
-) -> Tensor:
-    """Per-token KL weights ``w`` (one of :data:`WEIGHTINGS`).
+def check_prioritized(beta: float, floor: float) -> None:
+    """Raise a one-line ``ValueError`` for a β outside (0, :data:`MAX_BETA`] or a floor outside [0, 1]."""
+    if not (math.isfinite(beta) and 0 < beta <= MAX_BETA):
+        raise ValueError(f"beta must be a number in (0, {MAX_BETA:g}], got {beta}")
+    if not (math.isfinite(floor) and 0.0 <= floor <= 1.0):
+        raise ValueError(f"floor must be in [0, 1], got {floor}")
+
+
+def prioritized_weights(certainty: Tensor, beta: float = 150.0, floor: float = 0.0) -> Tensor:
+    """The paper's prioritized KL weights ``w = (1 − b) J^β + b`` with ``b = floor``.
 
     Args:
-        weighting:
-            * ``"none"``: ``w = 0`` (no KL penalty);
-            * ``"uniform"``: ``w = 1`` (the standard KL penalty);
-            * ``"critical"``: ``w = (1 − b) J^β + b`` with ``b = floor`` (prioritized KL;
-              the paper uses ``β = 150``, ``b = 0``). ``J = 1`` gives exactly 1, ``J = 0``
-              exactly ``b``.
         certainty: the reference's certainty ``J ∈ [0, 1]``, any shape (see :func:`certainty`);
-            required for ``"critical"``. Values outside [0, 1] are clamped.
-        beta: exponent ``0 < β <=`` :data:`MAX_BETA`; large values (1e4) are fine.
-        floor: ``b ∈ [0, 1]``, the smallest weight any token gets.
+            values outside [0, 1] are clamped.
+        beta: exponent ``0 < β <=`` :data:`MAX_BETA` (the paper: 150); large values (1e4) are fine.
+        floor: ``b ∈ [0, 1]``, the smallest weight any token gets. ``J = 1`` gives exactly 1,
+            ``J = 0`` exactly ``b``.
 
     Returns:
         Detached weights, same shape and device as ``certainty`` (float32, or float64 for
-        float64 input). For ``"none"``/``"uniform"`` without ``certainty``, a 0-dim tensor
-        that broadcasts against any per-token KL.
+        float64 input).
 
     Raises:
-        ValueError: for an unknown ``weighting``, ``beta`` outside (0, MAX_BETA], ``floor``
-            outside [0, 1], ``"critical"`` without ``certainty``, or a NaN certainty.
+        ValueError: ``beta`` outside (0, MAX_BETA], ``floor`` outside [0, 1], or a NaN certainty.
     """
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"unknown KL weighting {weighting!r}; expected one of {WEIGHTINGS}")
-    if not (math.isfinite(beta) and 0 < beta <= MAX_BETA):
-        raise ValueError(f"beta must be a number in (0, {MAX_BETA:g}], got {beta}")
-    if not 0.0 <= floor <= 1.0:
-        raise ValueError(f"floor must be in [0, 1], got {floor}")
-
-    if weighting in ("none", "uniform"):
-        value = 0.0 if weighting == "none" else 1.0
-        if certainty is None:
-            return torch.tensor(value)
-        return torch.full_like(_at_least_float32(certainty.detach()), value)
-
-    if certainty is None:
-        raise ValueError('the "critical" KL weighting needs the reference certainty J')
+    check_prioritized(beta, floor)
     _check_no_nan("certainty", certainty)
     # The weights come from the frozen reference; gradients must not flow through them.
     j = _at_least_float32(certainty.detach()).clamp(0.0, 1.0)

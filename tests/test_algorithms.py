@@ -4,6 +4,7 @@ sampling.py, registry.py) on a micro model."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -133,11 +134,10 @@ def test_a_group_rollout_plays_each_problem_g_times_side_by_side(batches):
 
 def test_constant_groups_marks_exactly_the_groups_with_equal_rewards(batches):
     _, rollout, _ = batches["grpo"]
-    rollout = copy.copy(rollout)
     last = rollout.mask.sum(dim=1) - 1
     rewards = torch.zeros_like(rollout.rewards)
     rewards[torch.arange(8), last] = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])
-    rollout.rewards = rewards
+    rollout = dataclasses.replace(rollout, rewards=rewards)
     assert constant_groups(rollout).tolist() == [True] * 4 + [False] * 4
 
 
@@ -150,9 +150,9 @@ def test_dynamic_sampling_drops_exactly_the_constant_groups_and_counts_every_epi
     def rigged(*args, **kwargs):
         rollout = real(*args, **kwargs)
         last = rollout.mask.sum(dim=1) - 1
-        rollout.rewards = torch.zeros_like(rollout.rewards)
-        rollout.rewards[torch.arange(8), last] = torch.tensor(next(patterns), dtype=torch.float32)
-        return rollout
+        rewards = torch.zeros_like(rollout.rewards)
+        rewards[torch.arange(8), last] = torch.tensor(next(patterns), dtype=torch.float32)
+        return dataclasses.replace(rollout, rewards=rewards)
 
     monkeypatch.setattr(sampling_module, "collect_rollout", rigged)
     rollout, stats = sample_batch(
@@ -172,8 +172,7 @@ def test_dynamic_sampling_gives_up_after_its_rounds_and_says_so(batches, monkeyp
 
     def all_wrong(*args, **kwargs):
         rollout = real(*args, **kwargs)
-        rollout.rewards = torch.zeros_like(rollout.rewards)
-        return rollout
+        return dataclasses.replace(rollout, rewards=torch.zeros_like(rollout.rewards))
 
     monkeypatch.setattr(sampling_module, "collect_rollout", all_wrong)
     rollout, stats = sample_batch(

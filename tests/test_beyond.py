@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from agents.rl.calibration import beta_for_share, calibrated_beta
 from agents.rl.config import RLConfig
 from agents.rl.methods import apply_method, beta_sweep, method_settings
 from agents.rl.trainer import Trainer
+from agents.rl.weighting import TrainingProblems
 from agents.rl.weightings import group_forks
 
 
@@ -50,7 +52,8 @@ def test_critical_auto_calibrates_once_before_rl(micro_reference_dir, tmp_path):
     from agents.lm.model import load_reference
 
     reference, task = load_reference(micro_reference_dir)
-    expected = calibrated_beta(reference, task.comfort_digits, "plus1", 1.0, 4.0, "negentropy", 0.25)
+    problems = TrainingProblems(task.comfort_digits, "plus1")
+    expected = calibrated_beta(reference, problems, 1.0, 4.0, "negentropy", 0.25)
     assert first.config.beta == pytest.approx(expected)
     with pytest.raises(ValueError, match="only critical methods with a set"):
         method_settings("critical_auto@beta=10")
@@ -95,14 +98,14 @@ def test_a_fork_is_judged_on_the_continuations_mean_reward():
 
 def test_group_fork_weighting_needs_groups(micro_reference_dir, tmp_path):
     from agents.rl.sampling import sample_batch
-    from agents.rl.weightings import token_kl_weights
+    from agents.rl.update import token_kl_weights
 
     config = RLConfig(episodes_per_update=4, eval_episodes=2, value_hidden=(8,), temperature=1.0)
     trainer = Trainer(config, micro_reference_dir, tmp_path)
     rollout, _ = sample_batch(trainer.policy, trainer.reference, trainer.env, trainer.generator, seed=0)
     with pytest.raises(ValueError, match="need groups of episodes: set group_size >= 2"):
         token_kl_weights(rollout, config.with_overrides(kl_weighting="group_fork"))
-    rollout.groups = torch.tensor([0, 0, 1, 1])
+    rollout = dataclasses.replace(rollout, groups=torch.tensor([0, 0, 1, 1]))
     weights = token_kl_weights(rollout, config.with_overrides(kl_weighting="group_fork_critical", beta=2.0))
     assert weights.shape == rollout.logp.shape and ((weights >= 0) & (weights <= 1)).all()
 
@@ -127,5 +130,7 @@ def test_value_jump_needs_a_critic():
     from agents.rl.algorithms import check_config
 
     check_config(RLConfig(kl_weighting="value_jump"))  # ppo: gae trains a critic
-    with pytest.raises(ValueError, match="reads the critic's values"):
+    with pytest.raises(
+        ValueError, match=r"needs what the agents backend with algo 'grpo' cannot give \(values"
+    ):
         check_config(RLConfig(algo="grpo", episodes_per_update=64, kl_weighting="value_jump"))

@@ -1,4 +1,4 @@
-"""KL estimators, reference certainty and per-token KL weights (agents/kl.py)."""
+"""KL estimators, reference certainty and the prioritized weights J^beta (agents/kl.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from agents.kl import (
     CERTAINTY_KINDS,
     KL_ESTIMATORS,
-    WEIGHTINGS,
     certainty,
     kl_estimate,
-    kl_weights,
+    prioritized_weights,
+    register_kl_estimator,
 )
 from arith_gym.tokenizer import VOCAB_SIZE
 
@@ -136,7 +136,19 @@ def test_estimator_errors() -> None:
         kl_estimate("full", x, x, torch.zeros(4, 5), torch.zeros(4, 5))
     with pytest.raises(ValueError, match="differ in shape"):
         kl_estimate("full", x, x, torch.zeros(3, 5), torch.zeros(3, 6))
-    assert KL_ESTIMATORS == ("k1", "k2", "k3", "full")
+    assert KL_ESTIMATORS.names()[:4] == ("k1", "k2", "k3", "full")
+    with pytest.raises(ValueError, match="unknown KL estimator 'k9'; registered: k1, k2, k3, full"):
+        kl_estimate("k9", x, x)
+
+
+def test_a_registered_estimator_is_used_by_name():
+    name = "test_abs_k1"
+    if name not in KL_ESTIMATORS:
+        register_kl_estimator(name, lambda logp, ref_logp: (logp - ref_logp).abs())
+    logp, ref = torch.tensor([-1.0, -0.5]), torch.tensor([-0.5, -1.0])
+    assert kl_estimate(name, logp, ref).tolist() == [0.5, 0.5]
+    with pytest.raises(ValueError, match="already registered"):
+        register_kl_estimator("k2", lambda logp, ref_logp: logp)
 
 
 # --------------------------------------------------------------------------- certainty
@@ -223,7 +235,7 @@ def test_certainty_errors() -> None:
 @pytest.mark.parametrize("floor", [0.0, 0.1, 0.37, 1.0])
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_critical_weight_endpoints_are_exact(floor: float, dtype: torch.dtype) -> None:
-    w = kl_weights("critical", torch.tensor([1.0, 0.0], dtype=dtype), beta=150.0, floor=floor)
+    w = prioritized_weights(torch.tensor([1.0, 0.0], dtype=dtype), beta=150.0, floor=floor)
     assert w.dtype == dtype
     assert float(w[0]) == 1.0
     assert float(w[1]) == float(torch.tensor(floor, dtype=dtype))
@@ -231,15 +243,15 @@ def test_critical_weight_endpoints_are_exact(floor: float, dtype: torch.dtype) -
 
 @pytest.mark.parametrize("beta", [1e-3, 0.5, 150.0, 1e4])
 def test_zero_certainty_gives_floor_for_any_beta(beta: float) -> None:
-    assert float(kl_weights("critical", torch.zeros(()), beta=beta, floor=0.0)) == 0.0
+    assert float(prioritized_weights(torch.zeros(()), beta=beta, floor=0.0)) == 0.0
 
 
 def test_critical_weight_known_value() -> None:
-    w = kl_weights("critical", torch.tensor(0.99, dtype=F64), beta=150.0)
+    w = prioritized_weights(torch.tensor(0.99, dtype=F64), beta=150.0)
     assert float(w) == pytest.approx(0.99**150, rel=1e-12)
-    w32 = kl_weights("critical", torch.tensor(0.99), beta=150.0)
+    w32 = prioritized_weights(torch.tensor(0.99), beta=150.0)
     assert float(w32) == pytest.approx(0.99**150, rel=1e-4)
-    wb = kl_weights("critical", torch.tensor(0.99, dtype=F64), beta=150.0, floor=0.2)
+    wb = prioritized_weights(torch.tensor(0.99, dtype=F64), beta=150.0, floor=0.2)
     assert float(wb) == pytest.approx(0.8 * 0.99**150 + 0.2, rel=1e-12)
 
 
@@ -247,7 +259,7 @@ def test_critical_weight_known_value() -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, F64])
 def test_huge_beta_is_finite_and_bounded(floor: float, dtype: torch.dtype) -> None:
     j = torch.tensor([0.0, 1e-30, 0.5, 0.999, 1.0]).to(dtype)
-    w = kl_weights("critical", j, beta=1e4, floor=floor)
+    w = prioritized_weights(j, beta=1e4, floor=floor)
     assert torch.isfinite(w).all()
     lo = float(torch.tensor(floor, dtype=w.dtype))
     assert ((w >= lo) & (w <= 1.0)).all(), w
@@ -256,34 +268,19 @@ def test_huge_beta_is_finite_and_bounded(floor: float, dtype: torch.dtype) -> No
 
 def test_weights_are_monotone_in_certainty() -> None:
     j = torch.linspace(0.0, 1.0, 1001, dtype=F64)
-    w = kl_weights("critical", j, beta=150.0, floor=0.1)
+    w = prioritized_weights(j, beta=150.0, floor=0.1)
     assert (w[1:] >= w[:-1]).all()
 
 
 def test_out_of_range_certainty_is_clamped() -> None:
-    w = kl_weights("critical", torch.tensor([-0.1, 1.0 + 1e-6]), beta=1e4)
+    w = prioritized_weights(torch.tensor([-0.1, 1.0 + 1e-6]), beta=1e4)
     assert w.tolist() == [0.0, 1.0]
 
 
-def test_none_and_uniform() -> None:
-    j = torch.rand(2, 5, dtype=F64)
-    none = kl_weights("none", j)
-    uniform = kl_weights("uniform", j)
-    assert none.shape == uniform.shape == (2, 5)
-    assert none.dtype == uniform.dtype == F64
-    assert (none == 0).all()
-    assert (uniform == 1).all()
-    # Without certainty: a scalar that broadcasts against any per-token KL.
-    assert kl_weights("none").shape == ()
-    assert float(kl_weights("none")) == 0.0
-    assert float(kl_weights("uniform")) == 1.0
-
-
-@pytest.mark.parametrize("weighting", WEIGHTINGS)
-def test_no_gradient_flows_to_certainty(weighting: str) -> None:
+def test_no_gradient_flows_to_certainty() -> None:
     j = torch.tensor([0.2, 0.9, 1.0], requires_grad=True)
     logp = torch.tensor([-0.1, -2.0, -0.5], requires_grad=True)
-    w = kl_weights(weighting, j)
+    w = prioritized_weights(j)
     assert not w.requires_grad
     (w * kl_estimate("k3", logp, torch.zeros(3))).sum().backward()
     assert j.grad is None
@@ -292,16 +289,12 @@ def test_no_gradient_flows_to_certainty(weighting: str) -> None:
 
 def test_weight_errors() -> None:
     j = torch.tensor([0.5])
-    with pytest.raises(ValueError, match="unknown KL weighting"):
-        kl_weights("prioritized", j)
     for bad in (0.0, -1.0, math.inf, math.nan):
         with pytest.raises(ValueError, match="beta"):
-            kl_weights("critical", j, beta=bad)
+            prioritized_weights(j, beta=bad)
     for bad in (-0.1, 1.1, math.nan):
         with pytest.raises(ValueError, match="floor"):
-            kl_weights("critical", j, floor=bad)
-    with pytest.raises(ValueError, match="needs the reference certainty"):
-        kl_weights("critical")
+            prioritized_weights(j, floor=bad)
 
 
 # ----------------------------------------------------------------------------- numerics at the edges
@@ -317,7 +310,7 @@ def test_estimators_are_computed_in_float32(dtype):
 
 def test_nan_inputs_raise_rather_than_change_the_objective():
     with pytest.raises(ValueError, match="certainty holds NaN"):
-        kl_weights("critical", torch.tensor([0.5, float("nan")]))
+        prioritized_weights(torch.tensor([0.5, float("nan")]))
     with pytest.raises(ValueError, match="logp holds NaN"):
         kl_estimate("k2", torch.tensor([float("nan")]), torch.tensor([0.0]))
     with pytest.raises(ValueError, match="logp holds -inf"):
@@ -326,5 +319,5 @@ def test_nan_inputs_raise_rather_than_change_the_objective():
 
 def test_beta_is_bounded_to_what_float32_holds():
     with pytest.raises(ValueError, match="beta must be a number in"):
-        kl_weights("critical", torch.tensor([1.0]), beta=1e39)
-    assert kl_weights("critical", torch.tensor([1.0, 0.5]), beta=1e6).tolist() == [1.0, 0.0]
+        prioritized_weights(torch.tensor([1.0]), beta=1e39)
+    assert prioritized_weights(torch.tensor([1.0, 0.5]), beta=1e6).tolist() == [1.0, 0.0]

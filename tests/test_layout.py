@@ -13,11 +13,12 @@ from agents.cli.registry import COMMANDS, build_parser
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = (
     ("arith_gym",),
-    ("agents", "agents.kl", "agents.rundir"),
+    ("agents", "agents.registry", "agents.kl", "agents.rundir", "agents.settings"),
     ("agents.lm",),
     ("agents.evaluation",),
     ("agents.rl",),
     ("agents.sb3", "agents.trl"),
+    ("agents.backends",),
     ("agents.experiments", "agents.bench"),
     ("agents.cli",),
 )

@@ -8,9 +8,10 @@ import torch
 from agents.rl.config import RLConfig
 from agents.rl.methods import METHODS, apply_method, beta_sweep, method_settings
 from agents.rl.trainer import Trainer
-from agents.rl.update import kl_cov_tokens, policy_gradient_tokens
+from agents.rl.update import kl_cov_tokens, policy_gradient_tokens, token_kl_weights
 from agents.rl.update import policy_update as ppo_update
-from agents.rl.weightings import KL_WEIGHTING_FUNCTIONS, token_kl_weights, top_fraction
+from agents.rl.weighting import KL_WEIGHTINGS
+from agents.rl.weightings import top_fraction
 
 SMALL = RLConfig(
     lr=1e-3,
@@ -39,7 +40,7 @@ def trainer_and_rollout(micro_reference_dir, tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_each_method_runs_one_update(name, micro_reference_dir, tmp_path):
     config = apply_method(SMALL, name)
-    if getattr(KL_WEIGHTING_FUNCTIONS[config.kl_weighting], "needs_groups", False):
+    if "groups" in KL_WEIGHTINGS[config.kl_weighting].needs:
         config = config.with_overrides(algo="grpo", group_size=2)  # 4 episodes: 2 problems x 2
     trainer = Trainer(config, micro_reference_dir, tmp_path / name)
     before = [p.detach().clone() for p in trainer.policy.lm.parameters()]

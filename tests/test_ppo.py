@@ -18,9 +18,8 @@ from agents.rl.algorithms import check_config
 from agents.rl.config import PRESETS, RLConfig
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import collect_rollout, episode_inputs
-from agents.rl.update import KLController, policy_forward, shaped_rewards
+from agents.rl.update import KLController, policy_forward, shaped_rewards, token_kl_weights
 from agents.rl.update import policy_update as ppo_update
-from agents.rl.weightings import token_kl_weights
 
 
 def gae(rewards, values, mask, gamma, lam):
@@ -275,7 +274,10 @@ def test_rl_config_rejects_bad_values(bad):
             r"episodes_per_update \(12\) must be a multiple of group_size \(8\)",
         ),
         ({"dynamic_sampling": True}, r"with dynamic_sampling needs group_size >= 2"),
-        ({"kl_weighting": "group_fork"}, r"KL weighting 'group_fork' needs groups of episodes"),
+        (
+            {"kl_weighting": "group_fork"},
+            r"KL weighting 'group_fork' needs what the agents backend with algo 'ppo' cannot give \(groups",
+        ),
     ],
 )
 def test_start_up_check_names_the_bad_registered_name(bad, message):

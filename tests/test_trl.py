@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings(
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from agents import MissingExtra  # noqa: E402
-from agents.kl import certainty, kl_weights  # noqa: E402
+from agents.kl import certainty, prioritized_weights  # noqa: E402
 from agents.lm.model import load_reference  # noqa: E402
 from agents.trl import (  # noqa: E402
     WeightedKLGRPOTrainer,
@@ -80,7 +80,7 @@ def test_weights_equal_agents_kl_computed_episode_by_episode(micro_reference_dir
         ids = torch.cat([prompt, completion])[None]
         with torch.no_grad():  # no padding at all: positions 0, 1, 2, ...
             logits = reference(input_ids=ids).logits[0, len(prompt) - 1 : -1]
-        expected = kl_weights("critical", certainty(logits, 1.0, "negentropy"), 2.0, 0.0)
+        expected = prioritized_weights(certainty(logits, 1.0, "negentropy"), 2.0, 0.0)
         torch.testing.assert_close(weights[row, : len(completion)], expected, atol=1e-6, rtol=0)
         # TRL's own reference log-probs see the same positions (its reference is loaded afresh).
         ref_logps = torch.log_softmax(logits, -1).gather(-1, completion[:, None]).squeeze(-1)

@@ -34,14 +34,14 @@ def _rl_arguments(parser: argparse.ArgumentParser) -> None:
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     from agents.rl.algorithms import ALGORITHMS
     from agents.rl.methods import METHODS
-    from agents.rl.weightings import KL_WEIGHTING_FUNCTIONS
+    from agents.rl.weighting import KL_WEIGHTINGS
 
     parser.add_argument("--out", required=True, help="run directory")
     _rl_arguments(parser)
     parser.add_argument("--config", help="JSON file of settings (may name a 'preset')")
     parser.add_argument("--method", help=f"an exploration method: {', '.join(METHODS)} (critical*@beta=B)")
     parser.add_argument(
-        "--kl-weighting", choices=KL_WEIGHTING_FUNCTIONS.names(), help="per-token KL weighting"
+        "--kl-weighting", choices=KL_WEIGHTINGS.names(), help="per-token KL weighting"
     )
     parser.add_argument(
         "--algo", choices=ALGORITHMS.names(), help="RL algorithm, with its settings (default: the preset's)"
@@ -76,7 +76,8 @@ def rl_config_from_args(args: argparse.Namespace):
 @command("train", "RL fine-tuning of a reference model (PPO, GRPO, ...; weighted KL)", _train_arguments)
 def _train(args: argparse.Namespace) -> int:
     from agents.lm.model import DEFAULT_REFERENCE
-    from agents.rl.trainer import REFERENCE_FILE, open_trainer
+    from agents.rl.bookkeeping import REFERENCE_FILE
+    from agents.rl.trainer import open_trainer
 
     config = rl_config_from_args(args)
     reference = args.ref or DEFAULT_REFERENCE
@@ -166,7 +167,7 @@ def _passk(args: argparse.Namespace) -> int:
     from agents.evaluation.passk import correct_counts, passk_rows
     from agents.experiments.plots import plot_passk
     from agents.lm.model import load_reference
-    from agents.rl.trainer import REFERENCE_FILE
+    from agents.rl.bookkeeping import REFERENCE_FILE
     from agents.rundir import write_rows
 
     resolved = [_model_dir(path) for path in args.models]
@@ -207,7 +208,8 @@ def _passk(args: argparse.Namespace) -> int:
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
-    from agents.experiments.jobs import CompareSettings, algorithm_names
+    from agents.backends import algorithm_names
+    from agents.experiments.jobs import CompareSettings
     from agents.experiments.runners import BACKENDS
     from agents.rl.methods import METHODS
 

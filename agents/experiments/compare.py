@@ -165,11 +165,7 @@ def passk_of_runs(
     """pass@k rows of the reference and of each run's final checkpoint (``model``: the method's label)."""
     algos = [job.algo for job in jobs]
     models = [("reference", -1, Path(jobs[0].reference))]
-    models += [
-        (group_label(job.algo, job.method, algos), job.seed, final_model_dir(job))
-        for job in jobs
-        if final_model_dir(job) is not None  # SB3 runs end as an SB3 zip, not a model directory
-    ]
+    models += [(group_label(job.algo, job.method, algos), job.seed, final_model_dir(job)) for job in jobs]
     rows = []
     for label, seed, model_dir in tqdm(models, desc="pass@k", disable=not progress):
         model, task = load_reference(model_dir)

@@ -1,7 +1,8 @@
 """The jobs of a comparison: which runs, with which settings, and how one of them is trained.
 
 A job is one (algorithm, method, seed) on one reference model, trained into
-``OUT/runs/<algo>-<method>-s<seed>/`` (an ``arith-rl train`` run directory, or an SB3 run).
+``OUT/runs/<algo>-<method>-s<seed>/`` by the backend that trains its algorithm
+(:mod:`agents.backends`: the package's own trainer, SB3, TRL or a plug-in's).
 :func:`run_job` trains it to the end, resuming or skipping what its directory already holds.
 """
 
@@ -13,23 +14,14 @@ from pathlib import Path
 
 import torch
 
-from agents.lm.model import DEFAULT_REFERENCE, TASK_FILE
-from agents.rl.algorithms import ALGORITHMS, algorithm_and_method, check_config
+from agents.backends import algorithm_names, backend_for
+from agents.backends.restarting import finished
+from agents.lm.model import DEFAULT_REFERENCE
 from agents.rl.config import PRESETS, RLConfig
 from agents.rl.registry import load_plugins
-from agents.rl.trainer import open_trainer
 from agents.rundir import METRICS, checkpoint_dir, read_metrics
-from agents.sb3.train import SB3_ALGOS, SB3_SETTINGS, train_sb3
 
-TRL_ALGOS = ("trl-grpo",)
-"""TRL's GRPOTrainer with the weighted KL (:mod:`agents.trl`, an optional extra), at ``grpo``'s settings."""
-RESTARTING_ALGOS = (*SB3_ALGOS, *TRL_ALGOS)
-"""Runs that cannot resume mid-way: an unfinished one starts again."""
-
-
-def algorithm_names() -> tuple[str, ...]:
-    """Every algorithm a comparison can run: ``agents.rl``'s registered ones (plug-ins' too), SB3's, TRL's."""
-    return (*ALGORITHMS.names(), *SB3_ALGOS, *TRL_ALGOS)
+__all__ = ["CompareSettings", "Job", "algorithm_names", "episodes_done", "final_model_dir", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -106,16 +98,12 @@ class CompareSettings:
         reference = str(reference or self.reference or DEFAULT_REFERENCE)
         jobs = []
         for algo in self.algos:
-            local = algo in ALGORITHMS
+            backend = backend_for(algo)
             for method in self.methods:
-                # preset, the algorithm's settings, the method's, SB3's (SB3_SETTINGS), then the user's --set
-                settings_of = algo if local else "grpo" if algo in TRL_ALGOS else None
-                config = algorithm_and_method(PRESETS[self.preset], settings_of, method)
-                if algo in SB3_ALGOS:
-                    config = config.with_overrides(**SB3_SETTINGS)
+                # preset, then the backend's settings for the algorithm and the method, then the user's --set
+                config = backend.job_config(PRESETS[self.preset], algo, method)
                 config = config.with_overrides(**dict(self.overrides))
-                if local:
-                    check_config(config)
+                backend.check(config, algo)
                 for seed in self.seeds:
                     run_dir = Path(out) / "runs" / f"{algo}-{method}-s{seed}"
                     jobs.append(
@@ -135,47 +123,26 @@ class CompareSettings:
 
 
 def run_job(job: Job, on_update: Callable[[dict], None] | None = None) -> str:
-    """Train one job to the end (resuming or skipping work already in its run directory)."""
+    """Train one job to the end with its algorithm's backend (resuming or skipping work already in
+    its run directory)."""
     torch.set_num_threads(job.threads)
     load_plugins(job.plugins)
-    if job.algo in RESTARTING_ALGOS:
-        if not _finished(job):
-            _reset(Path(job.run_dir))  # an SB3 or TRL run cannot resume mid-way: start it again
-            if job.algo in TRL_ALGOS:
-                from agents.trl.train import train_trl_grpo  # an optional extra: imported when used
-
-                train_trl_grpo(job.config, job.run_dir, job.reference, on_update, job.device)
-            else:
-                train_sb3(job.config, job.run_dir, job.reference, job.algo, on_update=on_update)
-        return job.run_dir
-    trainer = open_trainer(job.config, job.run_dir, job.reference, resume=None, device=job.device)
-    if trainer.episodes < job.config.total_episodes:
-        trainer.run(progress=False, on_update=on_update)
+    backend_for(job.algo).train(
+        job.config, Path(job.run_dir), Path(job.reference), job.algo, on_update, job.device
+    )
     return job.run_dir
-
-
-def _finished(job: Job) -> bool:
-    """Whether an SB3 or TRL run ended: its model is saved only after the final evaluation."""
-    if job.algo in TRL_ALGOS:  # its model is saved in checkpoint/ at the end
-        return (checkpoint_dir(job.run_dir) / TASK_FILE).is_file()
-    return (Path(job.run_dir) / "sb3_model.zip").is_file()
 
 
 def episodes_done(job: Job) -> int:
     """Episodes a run directory already holds: what a resumed run will not train again."""
-    if job.algo in RESTARTING_ALGOS:  # an unfinished SB3 or TRL run starts again
-        return job.config.total_episodes if _finished(job) else 0
+    if not backend_for(job.algo).resumable:  # an unfinished run starts again
+        return job.config.total_episodes if finished(job.run_dir, job.config.total_episodes) else 0
     if not (Path(job.run_dir) / METRICS).is_file():
         return 0
     rows = read_metrics(job.run_dir)
     return min(int(rows[-1]["episodes"]), job.config.total_episodes) if rows else 0
 
 
-def _reset(run_dir: Path) -> None:
-    for name in (METRICS, "sb3_model.zip"):
-        (run_dir / name).unlink(missing_ok=True)
-
-
-def final_model_dir(job: Job) -> Path | None:
-    """The model directory a finished run ended with (None for SB3 runs, which save an SB3 zip)."""
-    return None if job.algo in SB3_ALGOS else checkpoint_dir(job.run_dir)
+def final_model_dir(job: Job) -> Path:
+    """The model directory a finished run ended with (every backend saves one in ``checkpoint/``)."""
+    return checkpoint_dir(job.run_dir)

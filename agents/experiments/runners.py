@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from agents import MissingExtra
 from agents.experiments.jobs import Job, episodes_done, run_job
+from agents.rl.registry import load_plugins
 
 BACKENDS = ("local", "ray")
 
@@ -24,6 +25,7 @@ _PROGRESS_QUEUE = None
 
 
 def _run_in_worker(job: Job) -> str:
+    load_plugins(job.plugins)  # a plug-in's algorithm names its backend
     reported = episodes_done(job)
 
     def report_episodes(row: dict) -> None:

@@ -2,17 +2,21 @@
 
 - :mod:`~agents.rl.config`: :class:`RLConfig` (one frozen dataclass) and its presets;
 - :mod:`~agents.rl.registry`: the registries and the plug-in loader;
-- :mod:`~agents.rl.advantages`, :mod:`~agents.rl.losses`, :mod:`~agents.rl.weightings`: the
-  registered pieces (advantage estimators; policy losses and aggregations; KL weightings);
+- :mod:`~agents.rl.advantages`, :mod:`~agents.rl.losses`: the registered pieces (advantage
+  estimators; policy losses and aggregations);
+- :mod:`~agents.rl.weighting`: the KL weighting contract and registry, the built-ins in
+  :mod:`~agents.rl.weightings` (imported here, so they are registered);
 - :mod:`~agents.rl.algorithms`: named algorithms (PPO, GRPO, ...) built from those pieces;
 - :mod:`~agents.rl.methods`: named exploration methods (settings on top of a preset);
 - :mod:`~agents.rl.policy`: the LM as an actor-critic;
 - :mod:`~agents.rl.rollout`: a batch of KV-cached episodes in the vector env;
 - :mod:`~agents.rl.sampling`: groups of episodes per problem, DAPO's dynamic sampling;
 - :mod:`~agents.rl.update`: one policy update with the weighted KL;
+- :mod:`~agents.rl.bookkeeping`: a run directory's record, shared by every backend;
 - :mod:`~agents.rl.trainer`: the loop (evaluate, log, checkpoint, resume).
 """
 
+from agents.rl import weightings as _built_in_weightings  # noqa: F401 -- registers them
 from agents.rl.advantages import ADVANTAGES, AdvantageInputs, Advantages, register_advantage
 from agents.rl.algorithms import ALGORITHMS, apply_algorithm, check_config, register_algorithm
 from agents.rl.config import PRESETS, RLConfig
@@ -31,12 +35,12 @@ from agents.rl.rollout import Rollout, collect_rollout
 from agents.rl.sampling import derived_seed, sample_batch
 from agents.rl.trainer import Trainer, open_trainer, train
 from agents.rl.update import KLController, policy_update
-from agents.rl.weightings import KL_WEIGHTING_FUNCTIONS, register_kl_weighting
+from agents.rl.weighting import KL_WEIGHTINGS, KLWeighting, TokenBatch, register_kl_weighting
 
 __all__ = [
     "ADVANTAGES",
     "ALGORITHMS",
-    "KL_WEIGHTING_FUNCTIONS",
+    "KL_WEIGHTINGS",
     "LOSS_AGGREGATIONS",
     "METHODS",
     "POLICY_LOSSES",
@@ -44,11 +48,13 @@ __all__ = [
     "AdvantageInputs",
     "Advantages",
     "KLController",
+    "KLWeighting",
     "LMPolicy",
     "PolicyLoss",
     "PolicyLossInputs",
     "RLConfig",
     "Rollout",
+    "TokenBatch",
     "Trainer",
     "apply_algorithm",
     "apply_method",

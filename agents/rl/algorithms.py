@@ -32,7 +32,7 @@ from agents.rl.config import RLConfig
 from agents.rl.losses import LOSS_AGGREGATIONS, POLICY_LOSSES
 from agents.rl.methods import method_settings
 from agents.rl.registry import Registry
-from agents.rl.weightings import KL_WEIGHTING_FUNCTIONS
+from agents.rl.weighting import check_weighting
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,20 @@ def resolve(config: RLConfig) -> Pieces:
     return Pieces(advantage, ADVANTAGES[advantage], policy_loss, loss_agg, group_size)
 
 
+def batch_fields(config: RLConfig, pieces: Pieces) -> frozenset[str]:
+    """The :data:`~agents.rl.weighting.BATCH_FIELDS` the agents trainer gives a KL weighting with
+    ``config``: everything a rollout records, groups only with ``group_size >= 2``, the critic's
+    values only with an estimator that trains one, advantages only with the KL in the loss."""
+    fields = {"logp", "entropy", "ref_logp", "certainty", "rewards", "critical"}
+    if pieces.group_size >= 2:
+        fields.add("groups")
+    if pieces.estimator.uses_critic:
+        fields.add("values")
+    if config.kl_in == "loss":
+        fields.add("advantages")
+    return frozenset(fields)
+
+
 def check_config(config: RLConfig) -> Pieces:
     """The start-up check of a run: every registered name exists and the group size fits.
 
@@ -124,23 +138,14 @@ def check_config(config: RLConfig) -> Pieces:
         ValueError: one line naming the bad setting (and, for a name, the registered ones).
     """
     pieces = resolve(config)
-    weighting = KL_WEIGHTING_FUNCTIONS[config.kl_weighting]
-    weighting_needs_groups = getattr(weighting, "needs_groups", False)
-    if getattr(weighting, "needs_critic", False) and not pieces.estimator.uses_critic:
-        raise ValueError(
-            f"KL weighting {config.kl_weighting!r} reads the critic's values: it needs an advantage "
-            f"estimator that trains one (gae, e.g. --algo ppo), not {pieces.advantage!r}"
-        )
+    check_weighting(
+        config.kl_weighting, batch_fields(config, pieces), f"agents backend with algo {config.algo!r}"
+    )
     grouped = pieces.estimator.needs_groups or config.dynamic_sampling
     if grouped and pieces.group_size < 2:
         raise ValueError(
             f"advantage {pieces.advantage!r}{' with dynamic_sampling' * config.dynamic_sampling} "
             f"needs group_size >= 2, got {pieces.group_size}"
-        )
-    if weighting_needs_groups and pieces.group_size < 2:
-        raise ValueError(
-            f"KL weighting {config.kl_weighting!r} needs groups of episodes (group_size >= 2, "
-            f"e.g. --algo grpo), got group_size {pieces.group_size}"
         )
     if config.episodes_per_update % pieces.group_size:
         raise ValueError(

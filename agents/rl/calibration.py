@@ -10,6 +10,7 @@ reference) and then applied unchanged to other references.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,7 +20,9 @@ from agents.kl import MAX_BETA
 from agents.lm.episodes import make_vector_env
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import collect_rollout
-from arith_gym.operands import split_problems
+
+if TYPE_CHECKING:
+    from agents.rl.weighting import TrainingProblems
 
 
 def beta_for_share(certainty: np.ndarray | torch.Tensor, share: float) -> float:
@@ -44,8 +47,7 @@ def beta_for_share(certainty: np.ndarray | torch.Tensor, share: float) -> float:
 @torch.no_grad()
 def reference_certainties(
     reference: PreTrainedModel,
-    comfort_digits: int,
-    split: str,
+    problems: TrainingProblems,
     temperature: float,
     certainty_temperature: float,
     certainty_kind: str,
@@ -53,10 +55,10 @@ def reference_certainties(
     seed: int = 0,
 ) -> torch.Tensor:
     """The reference's certainty J at every token of ``episodes`` episodes it samples itself on
-    training problems of ``split`` (a 1-D tensor)."""
+    training ``problems`` (a 1-D tensor)."""
     policy = LMPolicy(reference, temperature, value_hidden=(1,)).eval()
-    env = make_vector_env(episodes, comfort_digits, split, problem_set="train")
-    operands = split_problems(split, comfort_digits, episodes, seed, problem_set="train")
+    env = make_vector_env(episodes, problems.comfort_digits, problems.split, problem_set="train")
+    operands = problems.draw(episodes, seed)
     generator = torch.Generator(device=next(reference.parameters()).device).manual_seed(seed)
     rollout = collect_rollout(
         policy,
@@ -74,8 +76,7 @@ def reference_certainties(
 
 def calibrated_beta(
     reference: PreTrainedModel,
-    comfort_digits: int,
-    split: str,
+    problems: TrainingProblems,
     temperature: float,
     certainty_temperature: float,
     certainty_kind: str,
@@ -85,6 +86,6 @@ def calibrated_beta(
 ) -> float:
     """:func:`beta_for_share` of the reference's certainties on its own samples (see the module)."""
     j = reference_certainties(
-        reference, comfort_digits, split, temperature, certainty_temperature, certainty_kind, episodes, seed
+        reference, problems, temperature, certainty_temperature, certainty_kind, episodes, seed
     )
     return beta_for_share(j, share)

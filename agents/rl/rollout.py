@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -30,12 +30,23 @@ from agents.rl.policy import LMPolicy
 from arith_gym.tokenizer import PAD_ID, encode
 
 
-@dataclass
+@dataclass(frozen=True)
+class ReferenceScores:
+    """What the frozen reference says of a rollout's episodes (``[B, T]`` unless noted, 0 off the mask)."""
+
+    ref_logp: torch.Tensor  # log pi_ref(a) at the policy temperature
+    ref_log_probs: torch.Tensor  # [B, T, V] reference log-probs at the policy temperature
+    certainty: torch.Tensor  # reference certainty J at the certainty temperature
+
+
+@dataclass(frozen=True)
 class Rollout:
     """A batch of B episodes of at most T generated tokens (tensors are [B, T] unless noted).
 
     ``mask`` marks the tokens actually played in a live episode; every other entry is
-    padding. ``rewards`` holds the env's reward at each step (0 until the last).
+    padding. ``rewards`` holds the env's reward at each step (0 until the last). Frozen: what
+    the reference says of it is a separate :class:`ReferenceScores` (:func:`with_reference`
+    returns the scored copy), so no weighting or loss can swap a field another one reads.
     """
 
     prompt_ids: torch.Tensor  # [B, W] left-padded prompts
@@ -51,13 +62,22 @@ class Rollout:
     critical: torch.Tensor  # bool: the env labelled this token critical
     critical_labels: torch.Tensor  # [B, T, 4] line, operand, index, kind code (-1 if none)
     correct: np.ndarray  # [B] bool
+    groups: torch.Tensor  # [B] long: equal ids played the same problem
     max_steps: int = 0  # the env's episode step limit
-    groups: torch.Tensor | None = None  # [B] long: equal ids played the same problem (None: all differ)
     timings: dict[str, float] = field(default_factory=dict)
-    # From the frozen reference (score_with_reference), None until it has scored the episodes:
-    ref_logp: torch.Tensor | None = None  # log pi_ref(a) at the policy temperature
-    ref_log_probs: torch.Tensor | None = None  # [B, T, V] reference log-probs at the policy temperature
-    certainty: torch.Tensor | None = None  # reference certainty J at the certainty temperature
+    reference: ReferenceScores | None = None  # None until the reference has scored the episodes
+
+    @property
+    def ref_logp(self) -> torch.Tensor | None:
+        return None if self.reference is None else self.reference.ref_logp
+
+    @property
+    def ref_log_probs(self) -> torch.Tensor | None:
+        return None if self.reference is None else self.reference.ref_log_probs
+
+    @property
+    def certainty(self) -> torch.Tensor | None:
+        return None if self.reference is None else self.reference.certainty
 
     @property
     def num_tokens(self) -> int:
@@ -131,12 +151,12 @@ def collect_rollout(
         out = decoder.step(actions[tracker.drop_finished(decoder, ~live)])
 
     prompt_ids, prompt_mask, _ = left_pad(prompts, device)
-    rollout = record.finish(t + 1, prompt_ids, prompt_mask, correct, timings)
-    rollout.max_steps = steps
-    rollout.groups = torch.arange(batch, device=device)
+    rollout = record.finish(t + 1, prompt_ids, prompt_mask, correct, timings, steps)
     if reference is not None:
         reference_started = time.perf_counter()
-        score_with_reference(rollout, reference, policy.temperature, certainty_temperature, certainty_kind)
+        rollout = with_reference(
+            rollout, reference, policy.temperature, certainty_temperature, certainty_kind
+        )
         timings["reference"] = time.perf_counter() - reference_started
     timings["total"] = time.perf_counter() - started
     return rollout
@@ -185,8 +205,8 @@ def score_with_reference(
     certainty_temperature: float = 4.0,
     certainty_kind: str = "negentropy",
     rows_per_forward: int = 8,
-) -> None:
-    """Fill ``rollout``'s reference fields from one teacher-forced forward over its episodes.
+) -> ReferenceScores:
+    """The reference's scores of ``rollout``'s episodes, from teacher-forced forwards over them.
 
     ``ref_log_probs`` (at the policy's ``temperature``), ``ref_logp`` of the actions and the
     certainty J (at ``certainty_temperature``): the values the reference gives token by token
@@ -208,9 +228,20 @@ def score_with_reference(
         ref_log_probs[rows, :length] = torch.log_softmax(logits / temperature, dim=-1)
         certainty[rows, :length] = certainty_of(logits, certainty_temperature, certainty_kind)
     mask = rollout.mask
-    rollout.ref_log_probs = ref_log_probs
-    rollout.ref_logp = ref_log_probs.gather(-1, rollout.actions[..., None]).squeeze(-1) * mask
-    rollout.certainty = certainty * mask
+    ref_logp = ref_log_probs.gather(-1, rollout.actions[..., None]).squeeze(-1) * mask
+    return ReferenceScores(ref_logp, ref_log_probs, certainty * mask)
+
+
+def with_reference(
+    rollout: Rollout,
+    reference: PreTrainedModel,
+    temperature: float,
+    certainty_temperature: float = 4.0,
+    certainty_kind: str = "negentropy",
+) -> Rollout:
+    """``rollout`` with the ``reference``'s scores (:func:`score_with_reference`)."""
+    scores = score_with_reference(rollout, reference, temperature, certainty_temperature, certainty_kind)
+    return replace(rollout, reference=scores)
 
 
 class _Recorder:
@@ -245,7 +276,7 @@ class _Recorder:
             labels = np.stack([fields["line"], fields["operand"], fields["index"], fields["kind"]], axis=1)
             self.critical_labels[:, t] = torch.as_tensor(labels, device=device)
 
-    def finish(self, length, prompt_ids, prompt_mask, correct, timings) -> Rollout:
+    def finish(self, length, prompt_ids, prompt_mask, correct, timings, max_steps) -> Rollout:
         mask = self.mask[:, :length]
         cut = lambda x: x[:, :length] * mask if x.dtype != torch.bool else x[:, :length] & mask  # noqa: E731
         return Rollout(
@@ -262,5 +293,7 @@ class _Recorder:
             critical=cut(self.critical),
             critical_labels=self.critical_labels[:, :length],
             correct=correct,
+            groups=torch.arange(mask.shape[0], device=mask.device),
+            max_steps=max_steps,
             timings=timings,
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from gymnasium.vector import VectorEnv
 from transformers import PreTrainedModel
 
 from agents.rl.policy import LMPolicy
-from agents.rl.rollout import Rollout, collect_rollout, score_with_reference
+from agents.rl.rollout import Rollout, collect_rollout, with_reference
 from arith_gym.operands import sample_operands
 from arith_gym.tokenizer import PAD_ID
 
@@ -103,9 +103,8 @@ def sample_batch(
         rollout = collect_rollout(
             policy, None, env, generator, seed=round_seed, options={"operands": operands}, **score
         )
-        rollout.groups = (
-            torch.arange(batch, device=rollout.mask.device) // group_size + (rounds - 1) * problems
-        )
+        groups = torch.arange(batch, device=rollout.mask.device) // group_size + (rounds - 1) * problems
+        rollout = replace(rollout, groups=groups)
         correct.append(rollout.correct)
         if not dynamic_sampling:
             kept, kept_groups = [rollout], problems
@@ -123,9 +122,11 @@ def sample_batch(
     rollout = concat_rollouts(kept or [rollout])
     if reference is not None:
         started = time.perf_counter()
-        score_with_reference(rollout, reference, policy.temperature, **score)
-        rollout.timings["reference"] = time.perf_counter() - started
-        rollout.timings["total"] = rollout.timings.get("total", 0.0) + rollout.timings["reference"]
+        rollout = with_reference(rollout, reference, policy.temperature, **score)
+        seconds = time.perf_counter() - started
+        timings = {**rollout.timings, "reference": seconds}
+        timings["total"] = timings.get("total", 0.0) + seconds
+        rollout = replace(rollout, timings=timings)
     sampled = np.concatenate(correct)
     return rollout, SamplingStats(len(sampled), float(sampled.mean()), rounds, dropped, kept_groups)
 

@@ -19,82 +19,55 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel
 
-from agents.evaluation.accuracy import rl_evaluation
-from agents.evaluation.heldout import EVAL_SET_FILE, EvalSet, heldout_eval_set
 from agents.lm.episodes import make_vector_env
-from agents.lm.model import DEFAULT_REFERENCE, TaskInfo, load_reference, save_reference
+from agents.lm.model import DEFAULT_REFERENCE, TaskInfo, load_reference
 from agents.rl.algorithms import check_config
-from agents.rl.calibration import calibrated_beta
-from agents.rl.config import RLConfig, eval_set_sizes
+from agents.rl.bookkeeping import (
+    CONFIG_FILE,
+    EVAL_STREAM,
+    REFERENCE_FILE,
+    RunRecord,
+    evaluate_lm,
+    evaluation_set,
+    with_model_temperature,
+)
+from agents.rl.config import RLConfig
 from agents.rl.policy import LMPolicy
 from agents.rl.sampling import derived_seed, sample_batch
 from agents.rl.update import KLController, policy_update
+from agents.rl.weighting import KL_WEIGHTINGS, TrainingProblems
 from agents.rundir import (
-    CHECKPOINT,
-    METRICS,
     InterruptAtBoundary,
-    append_row,
     checkpoint_dir,
     load_trainer_state,
     open_run,
-    save_trainer_state,
     trim_metrics,
-    write_dir,
 )
 
-CONFIG_FILE = "config.json"
-REFERENCE_FILE = "reference.txt"
-"""Which reference model a run fine-tunes; only an RL run writes it (a model directory also
-holds a ``config.json``: its model's)."""
-ROLLOUT_STREAM, EVAL_STREAM = 0, 1
-__all__ = ["EVAL_STREAM", "Trainer", "derived_seed", "evaluate_lm", "evaluation_set", "open_trainer", "train"]
+ROLLOUT_STREAM = 0
+__all__ = [
+    "CONFIG_FILE",
+    "EVAL_STREAM",
+    "REFERENCE_FILE",
+    "Trainer",
+    "derived_seed",
+    "evaluate_lm",
+    "evaluation_set",
+    "open_trainer",
+    "prepared_config",
+    "train",
+]
 
 
-def write_run_files(run_dir: Path, config: RLConfig, reference_dir: str | Path, eval_set: EvalSet) -> None:
-    """A run's record of what it is: ``config.json``, ``reference.txt`` and ``eval_set.json``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(config.to_json())
-    (run_dir / REFERENCE_FILE).write_text(str(Path(reference_dir).resolve()) + "\n")
-    eval_set.save(run_dir / EVAL_SET_FILE)
-
-
-def with_model_temperature(config: RLConfig, task: TaskInfo) -> RLConfig:
-    """``config`` with its sampling temperature set: its own, else the one recorded with the model."""
-    return config if config.temperature is not None else config.with_overrides(temperature=task.temperature)
-
-
-def evaluation_set(config: RLConfig, comfort_digits: int) -> EvalSet:
-    """The held-out evaluation set of a run with ``config`` (the same for every run of a comparison)."""
-    harder, comfort = eval_set_sizes(config)
-    return heldout_eval_set(comfort_digits, config.split, harder, comfort, config.eval_set_seed)
-
-
-def evaluate_lm(
-    lm: PreTrainedModel, comfort_digits: int, config: RLConfig, eval_set: EvalSet, final: bool = False
-) -> dict[str, float]:
-    """``lm`` on ``eval_set``: its first ``eval_episodes`` problems per split, or all if ``final``
-    (sampled at ``config.temperature``, which must be set, with the run's evaluation seed)."""
-    lm.eval()
-    metrics = rl_evaluation(
-        lm,
-        comfort_digits,
-        config.split,
-        config.temperature,
-        None if final else config.eval_episodes,
-        seed=derived_seed(config.seed, EVAL_STREAM),
-        greedy=config.eval_greedy,
-        eval_set=eval_set,
-        # p(right) at the critical labels: on the intermediate prefix even in the final evaluation
-        # (the same problems at every point of critical.csv; the pass over all 400 cost 21 s of the
-        # default comparison's 15 minutes)
-        critical_episodes=config.eval_episodes,
-    )
-    lm.train()
-    return metrics
+def prepared_config(config: RLConfig, reference, task: TaskInfo) -> RLConfig:
+    """``config`` as a run trains it: the model's temperature where it sets none, then whatever its KL
+    weighting calibrates once on the reference (:meth:`~agents.rl.weighting.KLWeighting.prepare`:
+    ``critical_auto``'s β). Every backend starts from this."""
+    config = with_model_temperature(config, task)
+    problems = TrainingProblems(task.comfort_digits, config.split)
+    return KL_WEIGHTINGS[config.kl_weighting].prepare(reference, config, problems)
 
 
 class Trainer:
@@ -104,20 +77,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.reference_dir = Path(reference_dir)
         reference, self.task = load_reference(self.reference_dir)
-        config = with_model_temperature(config, self.task)
-        if config.beta_share is not None:  # critical_auto: β from the reference's own samples, once
-            beta = calibrated_beta(
-                reference,
-                self.task.comfort_digits,
-                config.split,
-                config.temperature,
-                config.certainty_temperature,
-                config.certainty_kind,
-                config.beta_share,
-            )
-            config = config.with_overrides(beta=beta)
+        check_config(with_model_temperature(config, self.task))  # unknown names fail before any work
+        config = prepared_config(config, reference, self.task)
         self.config = config
-        self.pieces = check_config(config)  # unknown names fail before any work
+        self.pieces = check_config(config)
         torch.manual_seed(config.seed)  # the value head's initialisation
         self.policy = LMPolicy(copy.deepcopy(reference), config.temperature, config.value_hidden).to(device)
         self.reference = reference.to(device).requires_grad_(False)
@@ -132,29 +95,33 @@ class Trainer:
             reward_mode=config.reward_mode,
             problem_set="train",
         )
-        self.eval_set = evaluation_set(config, self.task.comfort_digits)
-        self.last_evaluation: dict[str, float] | None = None
+        self.record = RunRecord(self.run_dir, config, self.reference_dir, self.task.comfort_digits)
         self.update = 0
         self.episodes = 0
+
+    @property
+    def eval_set(self):
+        return self.record.eval_set
+
+    @property
+    def last_evaluation(self) -> dict[str, float] | None:
+        return self.record.last_evaluation
 
     # ----------------------------------------------------------------- checkpoints
 
     def save(self) -> Path:
         """Write ``checkpoint/`` atomically: a crash mid-write keeps the previous one."""
         info = TaskInfo(self.task.comfort_digits, self.config.temperature, self.task.size, "RL fine-tuned")
-        with write_dir(self.run_dir / CHECKPOINT) as tmp:
-            save_reference(self.policy.lm, tmp, info)
-            state = {
-                "value_head": self.policy.value_head.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(),
-                "kl_coef": self.kl.coef,
-                "update": self.update,
-                "episodes": self.episodes,
-                "config": asdict(self.config),
-            }
-            save_trainer_state(tmp, state)
-        return self.run_dir / CHECKPOINT
+        state = {
+            "value_head": self.policy.value_head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "kl_coef": self.kl.coef,
+            "update": self.update,
+            "episodes": self.episodes,
+            "config": asdict(self.config),
+        }
+        return self.record.save(self.policy.lm, info, self.update, self.episodes, state)
 
     def load(self, state: dict | None = None) -> None:
         """Restore the state saved by :meth:`save` (``--resume``); ``state``: its ``trainer.pt``, if read."""
@@ -170,6 +137,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.kl.coef = state["kl_coef"]
         self.update, self.episodes = state["update"], state["episodes"]
+        self.record.resume_episodes = self.episodes
         # Rows logged after the checkpoint (a run killed between two) are logged again.
         trim_metrics(self.run_dir, "update", self.update)
 
@@ -177,10 +145,7 @@ class Trainer:
 
     def evaluate(self, final: bool = False) -> dict[str, float]:
         """Accuracy on the held-out set: its first ``eval_episodes`` problems, or all if ``final``."""
-        self.last_evaluation = evaluate_lm(
-            self.policy.lm, self.task.comfort_digits, self.config, self.eval_set, final
-        )
-        return self.last_evaluation
+        return self.record.evaluate(self.policy.lm, final)
 
     def train_one_update(self) -> dict[str, float]:
         config = self.config
@@ -221,11 +186,8 @@ class Trainer:
 
         ``on_update`` receives each update's logged row (e.g. to drive an outside progress bar).
         """
-        write_run_files(self.run_dir, self.config, self.reference_dir, self.eval_set)
-        # TensorBoard's steps are episodes: drop the events logged after the checkpoint.
-        writer = SummaryWriter(
-            str(self.run_dir / "tb"), purge_step=self.episodes + 1 if self.update else None
-        )
+        self.record.on_update = on_update
+        self.record.start()
         total = self.config.total_episodes
         last = None if max_updates is None else self.update + max_updates
         # The bar counts episodes: dynamic sampling spends a varying number per update.
@@ -234,7 +196,7 @@ class Trainer:
         )
         self.policy.train()
         if self.update == 0:
-            self._log({"update": 0, "episodes": 0, **self.evaluate()}, writer, bar)
+            self._log({"update": 0, "episodes": 0, **self.evaluate()}, bar)
         try:
             with InterruptAtBoundary() as interrupt:
                 while self.episodes < total and self.update != last:
@@ -243,10 +205,8 @@ class Trainer:
                     finished = self.episodes >= total
                     if self.update % self.config.eval_every == 0 or finished:
                         row.update(self.evaluate(final=finished))
-                    self._log(row, writer, bar)
+                    self._log(row, bar)
                     bar.update(min(self.episodes, total) - min(before, total))
-                    if on_update is not None:
-                        on_update(row)
                     due = self.update % self.config.checkpoint_every == 0 or finished or self.update == last
                     if due or interrupt.requested:
                         self.save()
@@ -255,14 +215,11 @@ class Trainer:
                         raise KeyboardInterrupt
         finally:
             bar.close()
-            writer.close()
+            self.record.close()
         return self.run_dir
 
-    def _log(self, row: dict[str, float], writer: SummaryWriter, bar) -> None:
-        for key, value in row.items():
-            if key not in ("update", "episodes"):
-                writer.add_scalar(key, value, row["episodes"])
-        append_row(self.run_dir / METRICS, row)
+    def _log(self, row: dict[str, float], bar) -> None:
+        self.record.log(row)
         shown = {"acc": row.get("train_accuracy"), "kl": row.get("kl"), "ent": row.get("entropy")}
         shown[f"{self.config.split}"] = row.get(f"{self.config.split}_sampled")
         bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None})

@@ -32,13 +32,14 @@ import torch
 from torch.nn.functional import pad
 
 from agents.kl import kl_estimate
-from agents.rl.advantages import AdvantageInputs
-from agents.rl.algorithms import check_config
+from agents.rl.advantages import AdvantageInputs, Advantages
+from agents.rl.algorithms import Pieces, check_config
 from agents.rl.config import RLConfig
 from agents.rl.losses import LOSS_AGGREGATIONS, POLICY_LOSSES, PolicyLossInputs
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import Rollout, episode_chunks
-from agents.rl.weightings import token_kl_weights, top_fraction
+from agents.rl.weighting import KL_WEIGHTINGS, TokenBatch, compute_weights
+from agents.rl.weightings import top_fraction
 
 
 @dataclass
@@ -70,10 +71,73 @@ def kl_cov_tokens(new_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
     return top_fraction(covariance, mask, fraction)
 
 
+def token_batch(
+    rollout: Rollout, needs: frozenset[str], advantages: torch.Tensor | None = None
+) -> TokenBatch:
+    """The :class:`~agents.rl.weighting.TokenBatch` a weighting that ``needs`` those fields sees of
+    ``rollout`` (``advantages``: before any KL, given only where the KL is a loss term)."""
+    available = {
+        "logp": rollout.logp,
+        "entropy": rollout.entropy,
+        "ref_logp": rollout.ref_logp,
+        "certainty": rollout.certainty,
+        "rewards": rollout.rewards,
+        "groups": rollout.groups,
+        "values": rollout.values,
+        "critical": rollout.critical,
+        "advantages": advantages,
+    }
+    given = {name: available[name] for name in needs if available.get(name) is not None}
+    return TokenBatch("agents", mask=rollout.mask, actions=rollout.actions, **given)
+
+
+def token_kl_weights(
+    rollout: Rollout, config: RLConfig, advantages: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The weights ``[B, T]`` of ``config.kl_weighting`` on ``rollout``, 0 off its mask."""
+    needs = KL_WEIGHTINGS[config.kl_weighting].needs
+    weights = compute_weights(config.kl_weighting, token_batch(rollout, needs, advantages), config)
+    return weights.to(rollout.logp.dtype)
+
+
+def estimate_advantages(
+    rollout: Rollout, rewards: torch.Tensor, config: RLConfig, pieces: Pieces
+) -> Advantages:
+    """The config's advantage estimator on ``rollout`` with per-token ``rewards``."""
+    inputs = AdvantageInputs(
+        rewards,
+        rollout.mask,
+        rollout.values,
+        rollout.groups,
+        config.gamma,
+        config.gae_lambda,
+        config.normalize_advantages,
+    )
+    return pieces.estimator.fn(inputs)
+
+
+def weights_and_advantages(
+    rollout: Rollout, config: RLConfig, pieces: Pieces, kl_coef: float
+) -> tuple[torch.Tensor, Advantages]:
+    """The KL weights and the advantages of an update, in the order their dependence dictates.
+
+    A KL in the reward shapes the rewards with the weights before the advantages are estimated;
+    a weighting that reads the advantages (allowed only with the KL in the loss, checked at start)
+    gets them from the env's rewards first.
+    """
+    if "advantages" in KL_WEIGHTINGS[config.kl_weighting].needs:
+        estimated = estimate_advantages(rollout, rollout.rewards, config, pieces)
+        return token_kl_weights(rollout, config, estimated.advantages * rollout.mask), estimated
+    weights = token_kl_weights(rollout, config)
+    return weights, estimate_advantages(
+        rollout, shaped_rewards(rollout, weights, config, kl_coef), config, pieces
+    )
+
+
 def shaped_rewards(rollout: Rollout, weights: torch.Tensor, config: RLConfig, kl_coef: float) -> torch.Tensor:
     """Env rewards, minus ``kl_coef * w * KL`` per token when the KL goes in the reward."""
     rewards = rollout.rewards.clone()
-    if config.kl_in == "reward" and config.kl_weighting != "none":
+    if config.kl_in == "reward" and not KL_WEIGHTINGS[config.kl_weighting].zero:
         kl = kl_estimate(
             config.kl_estimator, rollout.logp, rollout.ref_logp, rollout.log_probs, rollout.ref_log_probs
         )
@@ -119,22 +183,10 @@ def policy_update(
 ) -> dict[str, float]:
     """One update (all epochs and minibatches) on a scored ``rollout``; returns mean statistics."""
     pieces = check_config(config)
-    weights = token_kl_weights(rollout, config)
+    weights, estimated = weights_and_advantages(rollout, config, pieces, kl.coef)
+    kl_in_loss = config.kl_in == "loss" and not KL_WEIGHTINGS[config.kl_weighting].zero
     pg_tokens = policy_gradient_tokens(rollout, config)
-    rewards = shaped_rewards(rollout, weights, config, kl.coef)
     mask = rollout.mask
-    groups = rollout.groups if rollout.groups is not None else torch.arange(mask.shape[0], device=mask.device)
-    estimated = pieces.estimator.fn(
-        AdvantageInputs(
-            rewards,
-            mask,
-            rollout.values,
-            groups,
-            config.gamma,
-            config.gae_lambda,
-            config.normalize_advantages,
-        )
-    )
     advantages, returns = estimated.advantages * mask, estimated.returns
     policy_loss = POLICY_LOSSES[pieces.policy_loss]
     aggregate = LOSS_AGGREGATIONS[pieces.loss_agg]
@@ -170,7 +222,7 @@ def policy_update(
                 value_loss = 0.5 * (values - returns[rows]) ** 2
                 loss_terms = loss_terms + config.value_coef * value_loss
             loss_terms = loss_terms - config.entropy_coef * entropy
-            if config.kl_in == "loss" and config.kl_weighting != "none":
+            if kl_in_loss:
                 loss_terms = loss_terms + kl.coef * weights[rows] * token_kl
             loss = aggregate(loss_terms, m, length_norm)
 

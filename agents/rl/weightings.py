@@ -1,52 +1,26 @@
-"""Per-token KL weightings: how much of the KL to the reference each played token pays.
+"""The built-in KL weightings (the contract they implement is :mod:`agents.rl.weighting`).
 
-A weighting maps a scored :class:`~agents.rl.rollout.Rollout` and the run's
-:class:`~agents.rl.config.RLConfig` to weights ``[B, T]`` (masked afterwards). The built-in
-ones are the paper's: ``none`` (0), ``uniform`` (1, the standard KL), ``critical`` (J^beta, J
-the reference's certainty, see :mod:`agents.kl`) and ``oracle_critical`` (0 exactly on the
-tokens the env labels critical, 1 elsewhere: it knows the template).
+The paper's: ``none`` (0), ``uniform`` (1, the standard KL), ``critical`` (J^beta, J the
+reference's certainty, see :mod:`agents.kl`; with ``beta_share`` set, β is calibrated once on the
+reference's own samples: ``critical_auto``, :mod:`agents.rl.calibration`) and
+``oracle_critical`` (0 exactly on the tokens the env labels critical, 1 elsewhere: it knows the
+template).
 
 Beyond the paper, with no template: ``group_fork`` (0 where a group of episodes of one problem
-forks with different rewards, :func:`group_forks`; 1 elsewhere) and ``group_fork_critical``
-(the same times J^beta). The calibrated β of ``critical_auto`` is :mod:`agents.rl.calibration`.
-
-Register your own with :func:`register_kl_weighting`; it also becomes a method of the same
-name (``--method NAME``, ``compare --methods NAME``) that sets only ``kl_weighting``.
+forks with different rewards, :func:`group_forks`; 1 elsewhere), ``group_fork_critical`` (the
+same times J^beta) and ``value_jump`` (0 on the tokens where the critic's estimate jumps most).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
+from transformers import PreTrainedModel
 
-from agents.kl import kl_weights
+from agents.kl import prioritized_weights
+from agents.rl.calibration import calibrated_beta
 from agents.rl.config import RLConfig
-from agents.rl.methods import register_method
-from agents.rl.registry import Registry
-from agents.rl.rollout import Rollout
-
-KLWeighting = Callable[[Rollout, RLConfig], torch.Tensor]
-KL_WEIGHTING_FUNCTIONS: Registry[KLWeighting] = Registry("KL weighting")
-
-
-def register_kl_weighting(
-    name: str, *, method: bool = True, needs_groups: bool = False, needs_critic: bool = False
-) -> Callable:
-    """Decorator: register ``fn(rollout, config) -> weights [B, T]`` as KL weighting ``name``
-    (and, with ``method``, the method ``name`` that selects it). ``needs_groups``: it reads the
-    groups of episodes of one problem, so a run must have ``group_size >= 2``; ``needs_critic``:
-    it reads the critic's values, so the advantage estimator must train one (both checked at start)."""
-
-    def register(fn: KLWeighting) -> KLWeighting:
-        fn.needs_groups, fn.needs_critic = needs_groups, needs_critic
-        KL_WEIGHTING_FUNCTIONS.add(name, fn)
-        if method:
-            register_method(name, kl_weighting=name)
-        return fn
-
-    return register
+from agents.rl.weighting import TokenBatch, TrainingProblems, register_kl_weighting
 
 
 def top_fraction(scores: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -57,29 +31,45 @@ def top_fraction(scores: torch.Tensor, mask: torch.Tensor, fraction: float) -> t
     return (scores >= threshold) & mask
 
 
-def token_kl_weights(rollout: Rollout, config: RLConfig) -> torch.Tensor:
-    """The weights ``[B, T]`` of ``config.kl_weighting`` on ``rollout``, 0 off its mask."""
-    weights = KL_WEIGHTING_FUNCTIONS[config.kl_weighting](rollout, config)
-    return weights.to(rollout.logp.dtype).expand_as(rollout.logp) * rollout.mask
+def calibrate_beta(reference: PreTrainedModel, config: RLConfig, problems: TrainingProblems) -> RLConfig:
+    """``config`` with β calibrated on the reference's own samples when ``beta_share`` is set
+    (``critical_auto``, :mod:`agents.rl.calibration`); unchanged otherwise."""
+    if config.beta_share is None:
+        return config
+    beta = calibrated_beta(
+        reference,
+        problems,
+        config.temperature,
+        config.certainty_temperature,
+        config.certainty_kind,
+        config.beta_share,
+    )
+    return config.with_overrides(beta=beta)
 
 
-def _certainty_weighting(kind: str) -> KLWeighting:
-    def weighting(rollout: Rollout, config: RLConfig) -> torch.Tensor:
-        return kl_weights(kind, rollout.certainty, config.beta, config.weight_floor)
-
-    weighting.__doc__ = f"``agents.kl.kl_weights({kind!r}, J, beta, floor)``."
-    return weighting
-
-
-for _name in ("none", "uniform", "critical"):
-    # Their methods are in agents.rl.methods (``critical`` also fixes the certainty kind).
-    register_kl_weighting(_name, method=False)(_certainty_weighting(_name))
+# Their methods are in agents.rl.methods (``critical`` also fixes the certainty kind).
+@register_kl_weighting("none", method=False, zero=True)
+def none(batch: TokenBatch, config: RLConfig) -> torch.Tensor:
+    """0 everywhere: no KL penalty (the KL is not even computed)."""
+    return torch.zeros(())
 
 
-@register_kl_weighting("oracle_critical", method=False)
-def oracle_critical(rollout: Rollout, config: RLConfig) -> torch.Tensor:
+@register_kl_weighting("uniform", method=False)
+def uniform(batch: TokenBatch, config: RLConfig) -> torch.Tensor:
+    """1 everywhere: the standard KL penalty."""
+    return torch.ones(())
+
+
+@register_kl_weighting("critical", needs=("certainty",), prepare=calibrate_beta, method=False)
+def critical(batch: TokenBatch, config: RLConfig) -> torch.Tensor:
+    """The paper's prioritized KL: ``(1 - floor) J^beta + floor`` (:func:`agents.kl.prioritized_weights`)."""
+    return prioritized_weights(batch.certainty, config.beta, config.weight_floor)
+
+
+@register_kl_weighting("oracle_critical", needs=("critical",), method=False)
+def oracle_critical(batch: TokenBatch, config: RLConfig) -> torch.Tensor:
     """0 on the tokens the env labels critical, 1 elsewhere (an upper bound: it knows the template)."""
-    return (~rollout.critical).float()
+    return (~batch.critical).float()
 
 
 def group_forks(
@@ -113,42 +103,44 @@ def group_forks(
     return torch.as_tensor(forks, device=actions.device)
 
 
-def _episode_forks(rollout: Rollout) -> torch.Tensor:
-    if rollout.groups is None or torch.unique(rollout.groups).numel() == rollout.groups.numel():
+def _episode_forks(batch: TokenBatch) -> torch.Tensor:
+    if torch.unique(batch.groups).numel() == batch.groups.numel():
         raise ValueError(
             "the group_fork weightings need groups of episodes: set group_size >= 2 (e.g. --algo grpo)"
         )
-    scores = (rollout.rewards * rollout.mask).sum(dim=1)
-    return group_forks(rollout.actions, rollout.mask, rollout.groups, scores)
+    scores = (batch.rewards * batch.mask).sum(dim=1)
+    return group_forks(batch.actions, batch.mask, batch.groups, scores)
 
 
-@register_kl_weighting("group_fork", needs_groups=True)
-def group_fork(rollout: Rollout, config: RLConfig) -> torch.Tensor:
+@register_kl_weighting("group_fork", needs=("groups", "rewards"))
+def group_fork(batch: TokenBatch, config: RLConfig) -> torch.Tensor:
     """0 at the group's forking decisions (:func:`group_forks`), 1 elsewhere."""
-    return (~_episode_forks(rollout)).float()
+    return (~_episode_forks(batch)).float()
 
 
-@register_kl_weighting("group_fork_critical", needs_groups=True)
-def group_fork_critical(rollout: Rollout, config: RLConfig) -> torch.Tensor:
+@register_kl_weighting(
+    "group_fork_critical", needs=("groups", "rewards", "certainty"), prepare=calibrate_beta
+)
+def group_fork_critical(batch: TokenBatch, config: RLConfig) -> torch.Tensor:
     """``J^beta`` (the prioritized KL), and 0 at the group's forking decisions."""
-    certainty = kl_weights("critical", rollout.certainty, config.beta, config.weight_floor)
-    return certainty * (~_episode_forks(rollout)).float()
+    certainty = prioritized_weights(batch.certainty, config.beta, config.weight_floor)
+    return certainty * (~_episode_forks(batch)).float()
 
 
 VALUE_JUMP_SHARE = 0.05
 """The share of played tokens whose KL ``value_jump`` lifts (a first choice, not tuned)."""
 
 
-def value_jumps(rollout: Rollout) -> torch.Tensor:
+def value_jumps(batch: TokenBatch) -> torch.Tensor:
     """``|r_t + V_{t+1} - V_t|`` per played token: how much the critic's estimate moves with it
     (the TD error, gamma 1; past an episode's end V is 0, so its last token jumps to the reward)."""
-    mask = rollout.mask
-    following = torch.zeros_like(rollout.values)
-    following[:, :-1] = rollout.values[:, 1:] * mask[:, 1:]
-    return (rollout.rewards + following - rollout.values).abs() * mask
+    mask = batch.mask
+    following = torch.zeros_like(batch.values)
+    following[:, :-1] = batch.values[:, 1:] * mask[:, 1:]
+    return (batch.rewards + following - batch.values).abs() * mask
 
 
-@register_kl_weighting("value_jump", needs_critic=True)
-def value_jump(rollout: Rollout, config: RLConfig) -> torch.Tensor:
+@register_kl_weighting("value_jump", needs=("values", "rewards"))
+def value_jump(batch: TokenBatch, config: RLConfig) -> torch.Tensor:
     """0 on the :data:`VALUE_JUMP_SHARE` of tokens with the largest value jumps, 1 elsewhere."""
-    return (~top_fraction(value_jumps(rollout), rollout.mask, VALUE_JUMP_SHARE)).float()
+    return (~top_fraction(value_jumps(batch), batch.mask, VALUE_JUMP_SHARE)).float()

@@ -41,9 +41,12 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
-from agents.kl import CERTAINTY_KINDS, KL_ESTIMATORS, WEIGHTINGS, certainty, kl_estimate, kl_weights
+from agents.kl import CERTAINTY_KINDS, KL_ESTIMATORS, certainty, check_prioritized, kl_estimate
 from agents.lm.model import check_vocabulary, load_reference
+from agents.rl.config import RLConfig
 from agents.rl.policy import value_mlp
+from agents.rl.weighting import KL_WEIGHTINGS, check_weighting
+from agents.sb3.kl_penalty import SB3_BATCH_FIELDS
 from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE
 
 
@@ -105,18 +108,16 @@ class _LMPolicyMixin:
             raise ValueError(f"the observation space must be a 1-D Box of token ids, got {observation_space}")
         if (lm is None) == (lm_path is None):
             raise ValueError("pass exactly one of lm (a model) and lm_path (a model directory)")
-        if kl_weighting not in WEIGHTINGS:
-            raise ValueError(f"unknown kl_weighting {kl_weighting!r}; expected one of {WEIGHTINGS}")
+        check_weighting(kl_weighting, SB3_BATCH_FIELDS, "SB3 backend")  # unknown names fail here too
         if kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"unknown kl_estimator {kl_estimator!r}; expected one of {KL_ESTIMATORS}")
+            raise ValueError(f"unknown kl_estimator {kl_estimator!r}; registered: {', '.join(KL_ESTIMATORS)}")
         if certainty_kind not in CERTAINTY_KINDS:
             raise ValueError(f"unknown certainty_kind {certainty_kind!r}; expected one of {CERTAINTY_KINDS}")
         if not kl_coef >= 0:
             raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
         if not certainty_temperature > 0:
             raise ValueError(f"certainty_temperature must be > 0, got {certainty_temperature}")
-        # kl_weights validates beta and weight_floor (with a dummy certainty for "critical").
-        kl_weights(kl_weighting, torch.ones(()) if kl_weighting == "critical" else None, beta, weight_floor)
+        check_prioritized(beta, weight_floor)
         # SB3's own heads would re-initialise (ortho_init) or bypass the LM: refuse them.
         if kwargs.pop("ortho_init", False):
             raise ValueError("ortho_init=True would overwrite the pre-trained LM weights; leave it False")
@@ -134,7 +135,7 @@ class _LMPolicyMixin:
         ref = None
         if reference is not None:
             ref = _load_lm(reference, "reference")[0]
-        elif kl_weighting != "none":
+        elif not KL_WEIGHTINGS[kl_weighting].zero:
             ref = copy.deepcopy(model)  # the initial LM, frozen
         if ref is not None:
             ref.requires_grad_(False).eval()
@@ -262,6 +263,20 @@ class _LMPolicyMixin:
 
     # ------------------------------------------------------------------ KL to the reference
 
+    @property
+    def weighting_config(self) -> RLConfig:
+        """The settings the policy's KL weighting reads (:func:`agents.rl.weighting.compute_weights`)."""
+        return RLConfig(
+            kl_weighting=self.kl_weighting,
+            kl_coef=self.kl_coef,
+            kl_estimator=self.kl_estimator,
+            beta=self.beta,
+            weight_floor=self.weight_floor,
+            certainty_kind=self.certainty_kind,
+            certainty_temperature=self.certainty_temperature,
+            temperature=self.temperature,
+        )
+
     @torch.no_grad()
     def kl_terms(
         self,
@@ -269,41 +284,42 @@ class _LMPolicyMixin:
         actions: torch.Tensor | np.ndarray,
         logp: torch.Tensor | None = None,
         action_masks: Any = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-step KL estimate and KL weight ``[B]`` of ``actions`` played at ``obs``.
+    ) -> dict[str, torch.Tensor]:
+        """Per-step KL estimate ``kl`` ``[B]`` of ``actions`` played at ``obs``, with the ``actions``
+        and what the KL weighting needs of the policy and the reference (``logp``, ``entropy``,
+        ``ref_logp``, ``certainty``; see :mod:`agents.rl.weighting`).
 
         ``logp`` (the policy's log-probs of ``actions``, as returned by ``forward``) saves a
-        policy forward pass, except for the ``"full"`` estimator. Weights are 0 for
-        ``kl_weighting="none"`` (then the KL estimate is 0 as well: no reference is run).
+        policy forward pass, except for the ``"full"`` estimator and a weighting that reads the
+        entropy. With a zero weighting (``none``) nothing is run and the KL is 0.
         """
         ids, lengths = self.tokens(obs)
         actions = torch.as_tensor(actions, device=ids.device).long().reshape(-1, 1)
-        if self.kl_weighting == "none":
-            zeros = torch.zeros(ids.shape[0], device=ids.device)
-            return zeros, zeros
+        recorded = {"actions": actions.reshape(-1).cpu()}
+        weighting = KL_WEIGHTINGS[self.kl_weighting]
+        if weighting.zero:
+            recorded["kl"] = torch.zeros(ids.shape[0])
+            return recorded
         ref_logits = self.last_token(self.reference, ids, lengths, hidden=False)[0]
         ref_log_probs = torch.log_softmax(ref_logits / self.temperature, dim=-1)
         log_probs = None
-        if logp is None or self.kl_estimator == "full":
+        if logp is None or self.kl_estimator == "full" or "entropy" in weighting.needs:
             logits = self.last_token(self.lm, ids, lengths, hidden=False)[0]
             # The distribution's logits are normalised (and masked, if masks are given).
             log_probs = self._distribution(logits, action_masks).distribution.logits
             logp = log_probs.gather(-1, actions).squeeze(-1)
-        kl = kl_estimate(
-            self.kl_estimator,
-            logp.float().reshape(-1),
-            ref_log_probs.gather(-1, actions).squeeze(-1),
-            log_probs,
-            ref_log_probs,
-        )
-        j = certainty(ref_logits, self.certainty_temperature, self.certainty_kind)
-        weights = kl_weights(self.kl_weighting, j, self.beta, self.weight_floor)
-        return kl, weights
-
-    def kl_penalty(self, obs, actions, logp=None, action_masks=None) -> torch.Tensor:
-        """``kl_coef * w * KL`` per step ``[B]``: what :class:`KLRewardPenalty` takes off the reward."""
-        kl, weights = self.kl_terms(obs, actions, logp, action_masks)
-        return self.kl_coef * weights * kl
+        ref_logp = ref_log_probs.gather(-1, actions).squeeze(-1)
+        logp = logp.float().reshape(-1)
+        recorded["kl"] = kl_estimate(self.kl_estimator, logp, ref_logp, log_probs, ref_log_probs).cpu()
+        available = {
+            "logp": lambda: logp,
+            "ref_logp": lambda: ref_logp,
+            "certainty": lambda: certainty(ref_logits, self.certainty_temperature, self.certainty_kind),
+            "entropy": lambda: -(log_probs.exp() * log_probs.clamp(min=-1e30)).sum(-1),
+        }
+        for name in weighting.needs & available.keys():
+            recorded[name] = available[name]().float().cpu()
+        return recorded
 
 
 class LMActorCriticPolicy(_LMPolicyMixin, ActorCriticPolicy):

@@ -17,19 +17,21 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.kl import WEIGHTINGS
-from agents.lm.model import load_reference
+from agents.lm.model import TaskInfo, load_reference
+from agents.rl.bookkeeping import RunRecord
 from agents.rl.config import RLConfig
-from agents.rl.trainer import evaluate_lm, evaluation_set, with_model_temperature, write_run_files
-from agents.rundir import METRICS, append_row
+from agents.rl.trainer import prepared_config
+from agents.rl.weighting import check_weighting
 from agents.sb3.env import make_sb3_env
-from agents.sb3.kl_penalty import KLA2C, KLPPO
+from agents.sb3.kl_penalty import KLA2C, KLPPO, SB3_BATCH_FIELDS
 from agents.sb3.policy import LMActorCriticPolicy
 from arith_gym.operands import sample_operands
 from arith_gym.rules import EnvConfig
 from arith_gym.scratchpad import target_text
 
 SB3_ALGOS = ("sb3-ppo", "sb3-a2c")
+SB3_MODEL = "sb3_model.zip"
+"""SB3's own save of the whole policy (a pickle: load it only from a run you made yourself)."""
 SB3_SETTINGS: dict[str, object] = {"lr": 1e-5, "episodes_per_update": 8, "eval_every": 2}
 """What ``arith-rl compare`` changes in the preset for an SB3 run (the user's ``--set`` still wins).
 
@@ -80,6 +82,7 @@ USED_HERE: tuple[str, ...] = (
     "eval_greedy",
     "kl_in",  # SB3 has no loss hook: the KL always goes in the reward
     "checkpoint_every",  # an SB3 run is not checkpointed: an interrupted one starts again
+    "beta_share",  # the weighting's calibration (critical_auto), before training
     # Read only when a switch of UNSUPPORTED is on:
     "entropy_top_fraction",
     "kl_cov_coef",
@@ -98,7 +101,6 @@ UNSUPPORTED: dict[str, object] = {
     "loss_length_norm": None,
     "group_size": None,
     "dynamic_sampling": False,
-    "beta_share": None,
 }
 """RLConfig fields SB3 cannot express, with the only value an SB3 run accepts."""
 
@@ -119,8 +121,7 @@ def check_sb3_config(config: RLConfig, algo: str) -> None:
     """Raise ``ValueError`` for an unknown SB3 algorithm or settings SB3 cannot express."""
     if algo not in SB3_ALGOS:
         raise ValueError(f"unknown SB3 algorithm {algo!r}; expected one of {SB3_ALGOS}")
-    if config.kl_weighting not in WEIGHTINGS:
-        raise ValueError(f"SB3 runs take the KL weightings {WEIGHTINGS}, not {config.kl_weighting!r}")
+    check_weighting(config.kl_weighting, SB3_BATCH_FIELDS, "SB3 backend")
     for name, allowed in UNSUPPORTED.items():
         if getattr(config, name) != allowed:
             raise ValueError(f"SB3 runs cannot express {name}={getattr(config, name)!r} (only {allowed!r})")
@@ -200,17 +201,22 @@ def train_sb3(
     and at the end. The KL always goes in the reward (SB3 has no hook for a loss term),
     whatever ``config.kl_in`` says.
 
+    The run directory is :mod:`agents.rl.bookkeeping`'s, as every backend's; its final policy is a
+    model directory in ``checkpoint/`` (safetensors, what ``arith-rl eval`` and ``load_reference``
+    load), and SB3's own ``sb3_model.zip`` beside it.
+
     Raises:
-        ValueError: an unknown ``algo``, or settings SB3 cannot express (:data:`UNSUPPORTED`,
-            ``oracle_critical``).
+        ValueError: an unknown ``algo``, or settings SB3 cannot express (:data:`UNSUPPORTED`, a
+            KL weighting that needs groups of episodes).
     """
     check_mapping()
     check_sb3_config(config, algo)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    _, task = load_reference(reference_dir)
-    evaluated = with_model_temperature(config, task)
-    temperature = evaluated.temperature
+    reference, task = load_reference(reference_dir)
+    config = prepared_config(config, reference, task)  # the model's temperature, critical_auto's β
+    del reference
+    temperature = config.temperature
     rng = np.random.default_rng(config.seed)
     mean_length = np.mean(
         [len(target_text(*sample_operands(rng, config.split, task.comfort_digits))) for _ in range(256)]
@@ -225,8 +231,8 @@ def train_sb3(
         reward_mode=config.reward_mode,
         problem_set="train",  # never a held-out problem, as in agents.rl
     )
-    eval_set = evaluation_set(config, task.comfort_digits)
-    write_run_files(run, evaluated, reference_dir, eval_set)
+    record = RunRecord(run, config, reference_dir, task.comfort_digits, on_update)
+    record.start()
     policy_kwargs = {name: getattr(config, name) for name in POLICY_ARGUMENTS}
     policy_kwargs.update(lm_path=str(reference_dir), temperature=temperature, gradient_checkpointing=True)
     common = {sb3_name: getattr(config, name) for name, sb3_name in ALGORITHM_ARGUMENTS.items()}
@@ -247,23 +253,22 @@ def train_sb3(
         model = KLA2C(LMActorCriticPolicy, env, n_steps=n_steps, use_rms_prop=False, **common)
 
     def evaluate(final: bool = False) -> dict[str, float]:
-        metrics = evaluate_lm(model.policy.lm, task.comfort_digits, evaluated, eval_set, final)
+        metrics = record.evaluate(model.policy.lm, final)
         model.policy.train()  # the whole policy (value head included) back in training mode
         return metrics
 
-    def log_row(row: dict[str, float]) -> None:
-        append_row(run / METRICS, row)
-        if on_update is not None and row["update"] > 0:
-            on_update(row)
-
     every = config.eval_every * config.episodes_per_update
-    callback = _EpisodeBudget(evaluate, log_row, every, config.total_episodes)
+    callback = _EpisodeBudget(evaluate, record.log, every, config.total_episodes)
     # The callback stops at the budget; SB3 wants a step count: a bound with every episode at
     # the step limit, plus the envs' unfinished episodes and one rollout of spill-over.
     step_limit = EnvConfig.from_kwargs(task.comfort_digits, config.split).max_episode_steps
     most_steps = (config.total_episodes + n_envs + config.episodes_per_update) * step_limit
     model.learn(total_timesteps=most_steps, callback=callback)
     callback.log(evaluate=True, final=True)  # after the last update
-    model.save(run / "sb3_model.zip")
+    model.save(run / SB3_MODEL)
+    info = TaskInfo(task.comfort_digits, temperature, task.size, f"RL fine-tuned with SB3 ({algo})")
+    # Last, and atomic: the checkpoint marks the run finished.
+    record.save(model.policy.lm, info, callback.rollouts, callback.episodes)
+    record.close()
     env.close()
     return run

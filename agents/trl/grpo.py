@@ -1,13 +1,17 @@
-"""The paper's critical-token KL for TRL's ``GRPOTrainer``, for any transformers causal LM.
+"""Any registered KL weighting for TRL's ``GRPOTrainer``, for any transformers causal LM.
 
 :class:`WeightedKLGRPOTrainer` changes one thing in TRL's GRPO loss: the KL term of each
-completion token is multiplied by a weight ``w`` from ``agents.kl.kl_weights`` (``uniform``: 1,
-TRL's own loss; ``critical``: ``J^beta`` with J the reference's certainty at that token, taken at
-``certainty_temperature``; ``none``: 0). Everything else is TRL's: generation, rewards,
-advantages, clipping, the KL estimator (k3) and the loss aggregation of its ``loss_type``.
+completion token is multiplied by a weight ``w`` from a registered KL weighting
+(:mod:`agents.rl.weighting`: ``uniform``: 1, TRL's own loss; ``critical``: ``J^beta`` with J the
+reference's certainty at that token, taken at ``certainty_temperature``; ``none``: 0; a plug-in's).
+Everything else is TRL's: generation, rewards, advantages, clipping, the KL estimator (k3) and
+the loss aggregation of its ``loss_type``.
 
-How: the weights come from one forward of the reference model over each generated batch
-(stored with the batch as ``kl_weights``). At the loss, TRL computes its loss with ``beta = 0``
+How: each generated batch becomes a :class:`~agents.rl.weighting.TokenBatch` (the completion
+tokens, the groups of ``num_generations`` completions of one prompt, the rewards at each
+completion's last token, the advantages, and, when the weighting reads them, one forward of the
+reference (certainty) and of the policy (log-probs, entropy)); the weights are stored with the
+batch as ``kl_weights``. At the loss, TRL computes its loss with ``beta = 0``
 (no KL), and the weighted KL is added aggregated exactly as TRL aggregates its per-token loss
 for that ``loss_type`` (the aggregations are linear, so this equals TRL's loss with ``w * KL``
 in place of ``KL``; with ``w = 1`` it is TRL's loss, which a test checks).
@@ -20,21 +24,27 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from agents.kl import certainty, kl_k3, kl_weights
+from agents.kl import certainty, kl_k3
+from agents.rl.config import RLConfig
+from agents.rl.weighting import KL_WEIGHTINGS, TokenBatch, check_weighting, compute_weights
 from agents.trl.task import positions_from_attention_mask
 
 SUPPORTED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo")
+TRL_BATCH_FIELDS = frozenset({"logp", "entropy", "ref_logp", "certainty", "rewards", "groups", "advantages"})
+"""What a TRL generation batch gives a KL weighting (no critic; no env, so no critical labels)."""
 
 
 class WeightedKLGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` with a per-token KL weight (see the module docstring).
 
     Args:
-        kl_weighting: ``none``, ``uniform`` or ``critical`` (:data:`agents.kl.WEIGHTINGS`).
+        kl_weighting: a registered KL weighting (:data:`agents.rl.weighting.KL_WEIGHTINGS`).
         kl_beta: the exponent beta of ``J^beta`` (TRL's ``beta`` stays the KL coefficient).
         certainty_kind: ``negentropy`` or ``max_prob`` (:func:`agents.kl.certainty`).
         certainty_temperature: the temperature at which the reference's certainty is taken.
-        weight_floor: the smallest weight (:func:`agents.kl.kl_weights`).
+        weight_floor: the smallest weight (:func:`agents.kl.prioritized_weights`).
+        weighting_config: the settings the weighting reads (default: an ``RLConfig`` of the
+            arguments above); overrides them when given.
         Everything else goes to ``GRPOTrainer``.
     """
 
@@ -46,9 +56,18 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
         certainty_kind: str = "negentropy",
         certainty_temperature: float = 1.0,
         weight_floor: float = 0.0,
+        weighting_config: RLConfig | None = None,
         **kwargs: Any,
     ) -> None:
-        kl_weights(kl_weighting, torch.ones(1), kl_beta, weight_floor)  # bad settings fail before TRL starts
+        if weighting_config is None:  # bad settings fail here, before TRL starts
+            weighting_config = RLConfig(
+                kl_weighting=kl_weighting,
+                beta=kl_beta,
+                weight_floor=weight_floor,
+                certainty_kind=certainty_kind,
+                certainty_temperature=certainty_temperature,
+            )
+        check_weighting(weighting_config.kl_weighting, TRL_BATCH_FIELDS, "TRL backend")
         super().__init__(*args, **kwargs)
         if self.loss_type not in SUPPORTED_LOSS_TYPES:
             raise ValueError(
@@ -56,24 +75,68 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
             )
         if self.ref_model is not None:  # TRL loads it afresh from the model's path: without our hook
             positions_from_attention_mask(self.ref_model)
-        self.kl_weighting, self.kl_beta, self.weight_floor = kl_weighting, kl_beta, weight_floor
-        self.certainty_kind, self.certainty_temperature = certainty_kind, certainty_temperature
+        self.weighting_config = weighting_config
+        self.kl_weighting = weighting_config.kl_weighting
+        self._rewards: torch.Tensor | None = None
 
     # ----------------------------------------------------------------- the weights
 
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        # Kept for a weighting that reads the rewards (the reward functions' weighted sum, as TRL's).
+        weights = self.reward_weights.to(rewards_per_func.device)
+        self._rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
+        return rewards_per_func
+
     @torch.no_grad()
-    def token_kl_weights(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[B, T]`` KL weights of a generated batch's completion tokens, from the reference's certainty."""
+    def token_batch(self, batch: dict[str, torch.Tensor]) -> TokenBatch:
+        """A generated batch as the weighting sees it (only the fields it ``needs`` are computed)."""
+        completion_ids = batch["completion_ids"]
+        mask = batch["completion_mask"].bool()
+        needs = KL_WEIGHTINGS[self.kl_weighting].needs
+        fields: dict[str, torch.Tensor] = {}
+        config = self.weighting_config
+        if needs & {"certainty", "ref_logp"}:
+            reference = self.ref_model if self.ref_model is not None else self.model
+            logits = self._completion_logits(reference, batch)
+            fields["certainty"] = certainty(logits, config.certainty_temperature, config.certainty_kind)
+            log_probs = torch.log_softmax(logits / self.temperature, dim=-1)
+            fields["ref_logp"] = log_probs.gather(-1, completion_ids[..., None]).squeeze(-1)
+        if needs & {"logp", "entropy"}:
+            log_probs = torch.log_softmax(
+                self._completion_logits(self.model, batch) / self.temperature, dim=-1
+            )
+            fields["logp"] = log_probs.gather(-1, completion_ids[..., None]).squeeze(-1)
+            fields["entropy"] = -(log_probs.exp() * log_probs).sum(-1)
+        if "groups" in needs:
+            rows = torch.arange(completion_ids.shape[0], device=completion_ids.device)
+            fields["groups"] = rows // self.num_generations
+        if "rewards" in needs:
+            rewards = torch.zeros(mask.shape, device=mask.device)
+            last = (mask.sum(dim=1) - 1).clamp(min=0)
+            episode = self._rewards.to(mask.device)[-mask.shape[0] :]  # this process's completions
+            rewards[torch.arange(mask.shape[0], device=mask.device), last] = episode.float()
+            fields["rewards"] = rewards * mask
+        if "advantages" in needs:
+            fields["advantages"] = batch["advantages"].float().unsqueeze(1).expand(mask.shape) * mask
+        return TokenBatch(
+            "TRL", mask=mask, actions=completion_ids, **{k: fields[k] for k in needs & fields.keys()}
+        )
+
+    def _completion_logits(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``model``'s float logits ``[B, T, V]`` at each completion token of ``batch``."""
         prompt_ids, completion_ids = batch["prompt_ids"], batch["completion_ids"]
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
         attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        reference = self.ref_model if self.ref_model is not None else self.model
-        logits = reference(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
         # The logits at the last prompt token predict the first completion token, and so on.
-        logits = logits[:, prompt_ids.shape[1] - 1 : -1]
-        j = certainty(logits, self.certainty_temperature, self.certainty_kind)
-        return kl_weights(self.kl_weighting, j, self.kl_beta, self.weight_floor)
+        return logits[:, prompt_ids.shape[1] - 1 : -1].float()
+
+    @torch.no_grad()
+    def token_kl_weights(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, T]`` KL weights of a generated batch's completion tokens (0 off the completion mask)."""
+        return compute_weights(self.kl_weighting, self.token_batch(batch), self.weighting_config)
 
     def _generate_and_score_completions(self, inputs):
         batch = super()._generate_and_score_completions(inputs)

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from transformers import PrinterCallback, TrainerCallback
 
-from agents.kl import WEIGHTINGS
-from agents.lm.model import TaskInfo, load_reference, save_reference
+from agents.lm.model import TaskInfo, load_reference
 from agents.rl.algorithms import apply_algorithm, resolve
+from agents.rl.bookkeeping import RunRecord
 from agents.rl.config import RLConfig
-from agents.rl.trainer import evaluate_lm, evaluation_set, with_model_temperature, write_run_files
-from agents.rundir import CHECKPOINT, METRICS, append_row, write_dir
-from agents.trl.grpo import WeightedKLGRPOTrainer
+from agents.rl.trainer import prepared_config
+from agents.rl.weighting import check_weighting
+from agents.rundir import METRICS
+from agents.trl.grpo import TRL_BATCH_FIELDS, WeightedKLGRPOTrainer
 from agents.trl.task import addition_reward, load_tokenizer, prepare_model, problem_dataset
 from arith_gym.rules import EnvConfig
 
@@ -39,7 +40,6 @@ REQUIRED: dict[str, object] = {
     "adaptive_kl_target": None,
     "dynamic_sampling": False,
     "policy_loss": None,
-    "beta_share": None,
 }
 """Settings a TRL run accepts only at these values (TRL's own estimator and loss)."""
 
@@ -54,8 +54,7 @@ def check_trl_config(config: RLConfig) -> None:
     for name, allowed in REQUIRED.items():
         if getattr(config, name) != allowed:
             raise ValueError(f"TRL runs cannot express {name}={getattr(config, name)!r} (only {allowed!r})")
-    if config.kl_weighting not in WEIGHTINGS:
-        raise ValueError(f"TRL runs take the KL weightings {WEIGHTINGS}, not {config.kl_weighting!r}")
+    check_weighting(config.kl_weighting, TRL_BATCH_FIELDS, "TRL backend")
     pieces = resolve(config)
     if pieces.advantage not in SCALE_REWARDS or pieces.loss_agg not in LOSS_TYPES:
         raise ValueError(
@@ -72,12 +71,14 @@ class _Bookkeeping(TrainerCallback):
     def __init__(self, steps: int, config: RLConfig, evaluate: Callable, log_row: Callable) -> None:
         self.steps, self.config, self.evaluate, self.log_row = steps, config, evaluate, log_row
         self.started = time.perf_counter()
+        self.update = self.episodes = 0
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.steps:
             return
         update = state.global_step // self.steps
         episodes = update * self.config.episodes_per_update
+        self.update, self.episodes = update, episodes
         rewards = [row["reward"] for row in state.log_history if "reward" in row]
         row = {"update": update, "episodes": episodes, "update_seconds": time.perf_counter() - self.started}
         if rewards:
@@ -105,10 +106,11 @@ def train_trl_grpo(
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     model, task = load_reference(reference_dir)
-    config = with_model_temperature(config, task)
+    config = prepared_config(config, model, task)  # the model's temperature, critical_auto's β
     temperature = config.temperature
-    eval_set = evaluation_set(config, task.comfort_digits)
-    write_run_files(run, config, reference_dir, eval_set)
+    (run / METRICS).unlink(missing_ok=True)  # a TRL run cannot resume mid-way: it starts again
+    record = RunRecord(run, config, reference_dir, task.comfort_digits, on_update)
+    record.start()
     pieces = resolve(config)
     updates = config.num_updates
     steps_per_update = config.minibatches * config.update_epochs
@@ -145,27 +147,19 @@ def train_trl_grpo(
         train_dataset=problem_dataset(config.split, task.comfort_digits, config.total_episodes, config.seed),
         args=args,
         processing_class=load_tokenizer(reference_dir),
-        kl_weighting=config.kl_weighting,
-        kl_beta=config.beta,
-        certainty_kind=config.certainty_kind,
-        certainty_temperature=config.certainty_temperature,
-        weight_floor=config.weight_floor,
+        weighting_config=config,
     )
 
     def evaluate(final: bool = False) -> dict[str, float]:
-        return evaluate_lm(trainer.model, task.comfort_digits, config, eval_set, final)
+        return record.evaluate(trainer.model, final)
 
-    def log_row(row: dict) -> None:
-        append_row(run / METRICS, row)
-        if on_update is not None and row["update"] > 0:
-            on_update(row)
-
-    (run / METRICS).unlink(missing_ok=True)  # a TRL run cannot resume mid-way: it starts again
-    log_row({"update": 0, "episodes": 0, **evaluate()})
+    record.log({"update": 0, "episodes": 0, **evaluate()})
     trainer.remove_callback(PrinterCallback)  # metrics.csv is the record; no dict per step on stdout
-    trainer.add_callback(_Bookkeeping(steps_per_update, config, evaluate, log_row))
+    bookkeeping = _Bookkeeping(steps_per_update, config, evaluate, record.log)
+    trainer.add_callback(bookkeeping)
     trainer.train()
     info = TaskInfo(task.comfort_digits, temperature, task.size, "RL fine-tuned with TRL GRPO")
-    with write_dir(run / CHECKPOINT) as tmp:  # last, and atomic: it marks the run finished
-        save_reference(trainer.model, tmp, info)
+    # Last, and atomic: the checkpoint marks the run finished.
+    record.save(trainer.model, info, bookkeeping.update, bookkeeping.episodes)
+    record.close()
     return run

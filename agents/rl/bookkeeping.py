@@ -1,0 +1,172 @@
+"""A run directory's bookkeeping, written once for every backend (agents, SB3, TRL, plug-ins).
+
+Every run of the package, whatever trains it, leaves the same record::
+
+    RUN/
+      config.json       the resolved settings (RLConfig, temperature and calibrated β included)
+      reference.txt     the reference model it fine-tunes
+      eval_set.json     the held-out problems it is evaluated on (the same for every run of a comparison)
+      metrics.csv       one row per update; evaluation rows carry the accuracies
+      tb/               the same rows as TensorBoard scalars (steps: episodes)
+      checkpoint/       a model directory (safetensors, ``load_reference`` loads it), ``progress.json``
+                        (update, episodes) and, for a backend that resumes, its ``trainer.pt``
+
+:class:`RunRecord` writes it: :meth:`~RunRecord.start` the files that say what the run is,
+:meth:`~RunRecord.evaluate` on the shared held-out set, :meth:`~RunRecord.log` a metrics row,
+:meth:`~RunRecord.save` an atomic checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from transformers import PreTrainedModel
+
+from agents.evaluation.accuracy import rl_evaluation
+from agents.evaluation.heldout import EVAL_SET_FILE, EvalSet, heldout_eval_set
+from agents.lm.model import TaskInfo, save_reference
+from agents.rl.config import RLConfig, eval_set_sizes
+from agents.rl.sampling import derived_seed
+from agents.rundir import CHECKPOINT, METRICS, append_row, checkpoint_dir, save_trainer_state, write_dir
+
+CONFIG_FILE = "config.json"
+REFERENCE_FILE = "reference.txt"
+"""Which reference model a run fine-tunes; only an RL run writes it (a model directory also
+holds a ``config.json``: its model's)."""
+PROGRESS_FILE = "progress.json"
+"""In every checkpoint: the update and episode count it holds."""
+EVAL_STREAM = 1
+"""The random stream of a run's evaluations (:func:`~agents.rl.sampling.derived_seed`)."""
+
+
+def with_model_temperature(config: RLConfig, task: TaskInfo) -> RLConfig:
+    """``config`` with its sampling temperature set: its own, else the one recorded with the model."""
+    return config if config.temperature is not None else config.with_overrides(temperature=task.temperature)
+
+
+def evaluation_set(config: RLConfig, comfort_digits: int) -> EvalSet:
+    """The held-out evaluation set of a run with ``config`` (the same for every run of a comparison)."""
+    harder, comfort = eval_set_sizes(config)
+    return heldout_eval_set(comfort_digits, config.split, harder, comfort, config.eval_set_seed)
+
+
+def evaluate_lm(
+    lm: PreTrainedModel, comfort_digits: int, config: RLConfig, eval_set: EvalSet, final: bool = False
+) -> dict[str, float]:
+    """``lm`` on ``eval_set``: its first ``eval_episodes`` problems per split, or all if ``final``
+    (sampled at ``config.temperature``, which must be set, with the run's evaluation seed)."""
+    training = lm.training
+    lm.eval()
+    metrics = rl_evaluation(
+        lm,
+        comfort_digits,
+        config.split,
+        config.temperature,
+        None if final else config.eval_episodes,
+        seed=derived_seed(config.seed, EVAL_STREAM),
+        greedy=config.eval_greedy,
+        eval_set=eval_set,
+        # p(right) at the critical labels: on the intermediate prefix even in the final evaluation
+        # (the same problems at every point of critical.csv; the pass over all 400 cost 21 s of the
+        # default comparison's 15 minutes)
+        critical_episodes=config.eval_episodes,
+    )
+    lm.train(training)
+    return metrics
+
+
+def read_progress(checkpoint: str | Path) -> dict[str, int] | None:
+    """The ``{"update", "episodes"}`` a checkpoint directory holds (None: none recorded)."""
+    path = Path(checkpoint) / PROGRESS_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return {"update": int(data["update"]), "episodes": int(data["episodes"])}
+
+
+class RunRecord:
+    """The bookkeeping of one run directory (see the module docstring).
+
+    Args:
+        run_dir: the run directory.
+        config: the run's resolved settings (temperature set, calibration done).
+        reference_dir: the reference model it fine-tunes.
+        comfort_digits: the reference's N.
+        on_update: called with each logged row of an update (not the initial evaluation's).
+        resuming: the run continues from its checkpoint at ``episodes``: TensorBoard drops what was
+            logged after it.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: RLConfig,
+        reference_dir: str | Path,
+        comfort_digits: int,
+        on_update: Callable[[dict[str, float]], None] | None = None,
+        resume_episodes: int | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.reference_dir = Path(reference_dir)
+        self.comfort_digits = comfort_digits
+        self.eval_set = evaluation_set(config, comfort_digits)
+        self.on_update = on_update
+        self.resume_episodes = resume_episodes
+        self.last_evaluation: dict[str, float] | None = None
+        self._writer: SummaryWriter | None = None
+
+    def start(self) -> None:
+        """Write what the run is: ``config.json``, ``reference.txt``, ``eval_set.json``."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / CONFIG_FILE).write_text(self.config.to_json())
+        (self.run_dir / REFERENCE_FILE).write_text(str(self.reference_dir.resolve()) + "\n")
+        self.eval_set.save(self.run_dir / EVAL_SET_FILE)
+        # TensorBoard's steps are episodes: a resumed run drops the events logged after its checkpoint.
+        purge = None if self.resume_episodes is None else self.resume_episodes + 1
+        self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
+
+    def evaluate(self, lm: PreTrainedModel, final: bool = False) -> dict[str, float]:
+        """``lm`` on the run's held-out set: the first ``eval_episodes`` problems, or all if ``final``."""
+        self.last_evaluation = evaluate_lm(lm, self.comfort_digits, self.config, self.eval_set, final)
+        return self.last_evaluation
+
+    def log(self, row: dict[str, float]) -> None:
+        """Append ``row`` (``update``, ``episodes``, anything else) to ``metrics.csv`` and TensorBoard."""
+        if self._writer is not None:
+            for key, value in row.items():
+                if key not in ("update", "episodes"):
+                    self._writer.add_scalar(key, value, row["episodes"])
+        append_row(self.run_dir / METRICS, row)
+        if self.on_update is not None and row["update"] > 0:
+            self.on_update(row)
+
+    def save(
+        self,
+        lm: PreTrainedModel,
+        info: TaskInfo,
+        update: int,
+        episodes: int,
+        state: dict[str, Any] | None = None,
+        extra: Callable[[Path], None] | None = None,
+    ) -> Path:
+        """Write ``checkpoint/`` atomically (a crash mid-write keeps the previous one): ``lm`` as a
+        model directory, the progress, ``state`` as ``trainer.pt`` if given, and whatever
+        ``extra(directory)`` adds."""
+        with write_dir(self.run_dir / CHECKPOINT) as tmp:
+            save_reference(lm, tmp, info)
+            (tmp / PROGRESS_FILE).write_text(json.dumps({"update": update, "episodes": episodes}) + "\n")
+            if state is not None:
+                save_trainer_state(tmp, state)
+            if extra is not None:
+                extra(tmp)
+        return checkpoint_dir(self.run_dir)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
