@@ -277,7 +277,7 @@ def test_uniform_kl_is_zero_at_the_start_and_positive_once_the_policy_moved(micr
     obs, actions, rewards = _buffer(model)
     # The rollout ran before the update: policy == reference, so no penalty yet.
     assert np.abs(rewards[rewards != 1.0]).max() < 1e-8
-    kl, weights = policy.kl_terms(obs, actions)
+    kl, weights = policy.kl_and_weights(obs, actions)
     assert (weights == 1).all() and kl.mean() > 1e-6
     assert not policy.reference.training  # SB3's train mode does not reach the reference
 
@@ -307,7 +307,7 @@ def test_critical_weights_come_from_the_reference_certainty(micro_model):
         micro_model, kl_weighting="critical", beta=1.0, reference=build_model("micro", seed=1)
     ).policy
     obs, _ = _contexts()
-    kl, weights = policy.kl_terms(obs, torch.zeros(len(obs), dtype=torch.long))
+    kl, weights = policy.kl_and_weights(obs, torch.zeros(len(obs), dtype=torch.long))
     assert ((weights > 0) & (weights < 1)).all() and (kl > 0).all()
 
 
@@ -317,7 +317,7 @@ def test_critical_weights_come_from_the_reference_certainty(micro_model):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(kl_weighting="prioritised"), "unknown kl_weighting"),
+        (dict(kl_weighting="prioritised"), "unknown KL weighting"),
         (dict(kl_estimator="k4"), "unknown kl_estimator"),
         (dict(ortho_init=True), "ortho_init"),
         (dict(net_arch=[64]), "net_arch"),
@@ -365,8 +365,13 @@ def test_sb3_refuses_settings_it_cannot_express():
 
     with pytest.raises(ValueError, match="adaptive_kl_target=0.1"):
         check_sb3_config(RLConfig(adaptive_kl_target=0.1), "sb3-ppo")
-    with pytest.raises(ValueError, match="oracle_critical"):
-        check_sb3_config(RLConfig(kl_weighting="oracle_critical"), "sb3-ppo")
+    for weighting in ("group_fork", "group_fork_critical"):  # one problem per episode: no groups
+        with pytest.raises(
+            ValueError, match=f"KL weighting '{weighting}' needs what the SB3 backend cannot give"
+        ):
+            check_sb3_config(RLConfig(kl_weighting=weighting), "sb3-ppo")
+    for weighting in ("oracle_critical", "value_jump", "critical"):
+        check_sb3_config(RLConfig(kl_weighting=weighting), "sb3-ppo")
     with pytest.raises(ValueError, match="unknown SB3 algorithm"):
         check_sb3_config(RLConfig(), "sb3-sac")
 

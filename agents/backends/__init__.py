@@ -57,9 +57,12 @@ class Backend(Protocol):
         algo: str,
         on_update: UpdateCallback | None = None,
         device: str = "cpu",
+        resume: bool | None = None,
     ) -> Path:
-        """Train ``reference`` with ``config`` into ``run_dir`` to the end (resuming or starting it
-        again as :attr:`resumable` says; a finished run is left as it is). Returns ``run_dir``."""
+        """Train ``reference`` with ``config`` into ``run_dir`` to the end. ``resume``: None (a
+        comparison's jobs) continues an unfinished run (or starts it again, as :attr:`resumable`
+        says) and leaves a finished one as it is; True must continue one; False must start one
+        (a directory that holds a run is refused). Returns ``run_dir``."""
         ...
 
 

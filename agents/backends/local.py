@@ -32,8 +32,9 @@ class LocalBackend:
         algo: str,
         on_update: UpdateCallback | None = None,
         device: str = "cpu",
+        resume: bool | None = None,
     ) -> Path:
-        trainer = open_trainer(config, run_dir, reference, resume=None, device=device)
+        trainer = open_trainer(config, run_dir, reference, resume=resume, device=device)
         if trainer.episodes < trainer.config.total_episodes:
             trainer.run(progress=False, on_update=on_update)
         return Path(run_dir)

@@ -15,6 +15,22 @@ def finished(run_dir: str | Path, total_episodes: int) -> bool:
     return progress is not None and progress["episodes"] >= total_episodes
 
 
+def needs_training(run_dir: str | Path, total_episodes: int, resume: bool | None, backend: str) -> bool:
+    """Whether a restarting backend's run must train, after the one rule for reusing a directory:
+    ``resume=True`` is refused (it cannot continue a run mid-way), ``False`` refuses a directory
+    that holds a run, ``None`` trains an unfinished one again and skips a finished one."""
+    run = Path(run_dir)
+    if resume:
+        raise ValueError(f"{backend} runs cannot resume mid-way: train {run} again without --resume")
+    if finished(run, total_episodes):
+        if resume is False:
+            raise FileExistsError(f"{run} already holds a finished run: choose another directory")
+        return False
+    if resume is False and (run / METRICS).is_file():
+        raise FileExistsError(f"{run} already holds a run: choose another directory")
+    return True
+
+
 def reset(run_dir: str | Path) -> None:
     """Clear what an interrupted run of a restarting backend left (its logs and any checkpoint)."""
     run = Path(run_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agents.backends import UpdateCallback
-from agents.backends.restarting import finished, reset
+from agents.backends.restarting import needs_training, reset
 from agents.rl.algorithms import algorithm_and_method
 from agents.rl.config import RLConfig
 from agents.sb3.train import SB3_ALGOS, SB3_SETTINGS, check_sb3_config, train_sb3
@@ -34,8 +34,9 @@ class SB3Backend:
         algo: str,
         on_update: UpdateCallback | None = None,
         device: str = "cpu",
+        resume: bool | None = None,
     ) -> Path:
-        if not finished(run_dir, config.total_episodes):
+        if needs_training(run_dir, config.total_episodes, resume, "SB3"):
             reset(run_dir)
             train_sb3(config, run_dir, reference, algo, on_update=on_update)  # SB3 runs stay on the CPU
         return Path(run_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agents.backends import UpdateCallback
-from agents.backends.restarting import finished, reset
+from agents.backends.restarting import needs_training, reset
 from agents.rl.algorithms import algorithm_and_method
 from agents.rl.config import RLConfig
 
@@ -35,10 +35,11 @@ class TRLBackend:
         algo: str,
         on_update: UpdateCallback | None = None,
         device: str = "cpu",
+        resume: bool | None = None,
     ) -> Path:
         from agents.trl.train import train_trl_grpo
 
-        if not finished(run_dir, config.total_episodes):
+        if needs_training(run_dir, config.total_episodes, resume, "TRL"):
             reset(run_dir)
             train_trl_grpo(config, run_dir, reference, on_update, device)
         return Path(run_dir)

@@ -32,7 +32,7 @@ def _rl_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    from agents.rl.algorithms import ALGORITHMS
+    from agents.backends import algorithm_names
     from agents.rl.methods import METHODS
     from agents.rl.weighting import KL_WEIGHTINGS
 
@@ -40,11 +40,11 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     _rl_arguments(parser)
     parser.add_argument("--config", help="JSON file of settings (may name a 'preset')")
     parser.add_argument("--method", help=f"an exploration method: {', '.join(METHODS)} (critical*@beta=B)")
+    parser.add_argument("--kl-weighting", choices=KL_WEIGHTINGS.names(), help="per-token KL weighting")
     parser.add_argument(
-        "--kl-weighting", choices=KL_WEIGHTINGS.names(), help="per-token KL weighting"
-    )
-    parser.add_argument(
-        "--algo", choices=ALGORITHMS.names(), help="RL algorithm, with its settings (default: the preset's)"
+        "--algo",
+        choices=algorithm_names(),
+        help="RL algorithm, with its settings (default: the preset's); sb3-*, trl-*: SB3, TRL",
     )
     parser.add_argument("--seed", type=int, help="seed of the run (problems, sampling, value head)")
     parser.add_argument("--episodes-per-update", type=int, help="episodes per update")
@@ -61,32 +61,43 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def rl_config_from_args(args: argparse.Namespace):
     """The preset (or the config file), then the algorithm, then the method, then ``--set`` pairs,
     then the named flags."""
-    from agents.rl.algorithms import algorithm_and_method, check_config
+    from agents.backends import backend_for
+    from agents.rl.algorithms import algorithm_and_method
     from agents.rl.config import PRESETS, RLConfig
 
     config = RLConfig.from_file(args.config) if args.config else PRESETS[args.preset]
     overrides = parse_settings(args.set)
     named = ("kl_weighting", "seed", "total_episodes", "episodes_per_update", "lr", "kl_coef", "beta")
     overrides.update({k: getattr(args, k) for k in (*named, "temperature") if getattr(args, k) is not None})
-    config = algorithm_and_method(config, args.algo, args.method).with_overrides(**overrides)
-    check_config(config)
+    algo = args.algo or config.algo
+    backend = backend_for(algo)
+    if args.algo is None:  # the preset's (or the file's) algorithm, as it stands
+        config = algorithm_and_method(config, None, args.method)
+    else:
+        config = backend.job_config(config, algo, args.method)
+    config = config.with_overrides(**overrides)
+    backend.check(config, algo)
     return config
 
 
 @command("train", "RL fine-tuning of a reference model (PPO, GRPO, ...; weighted KL)", _train_arguments)
 def _train(args: argparse.Namespace) -> int:
+    from agents.backends import backend_for
     from agents.lm.model import DEFAULT_REFERENCE
     from agents.rl.bookkeeping import REFERENCE_FILE
-    from agents.rl.trainer import open_trainer
+    from agents.rundir import read_metrics
 
     config = rl_config_from_args(args)
     reference = args.ref or DEFAULT_REFERENCE
     saved = Path(args.out) / REFERENCE_FILE
     if args.resume and args.ref is None and saved.exists():
         reference = saved.read_text().strip()
-    trainer = open_trainer(config, args.out, reference, args.resume, args.device)
-    trainer.run()
-    _print_eval(trainer.last_evaluation or trainer.evaluate(final=True), trainer.config.split)
+    algo = args.algo or config.algo
+    run = backend_for(algo).train(
+        config, Path(args.out), Path(reference), algo, device=args.device, resume=args.resume
+    )
+    evaluations = [row for row in read_metrics(run) if f"{config.split}_sampled" in row]
+    _print_eval(evaluations[-1], config.split)
     return 0
 
 

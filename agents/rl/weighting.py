@@ -92,6 +92,11 @@ class TokenBatch:
         raise AttributeError(f"a TokenBatch is read-only (tried to set {name!r})")
 
     @property
+    def backend(self) -> str:
+        """The backend that built this batch (``agents``, ``SB3``, ``TRL``, ...)."""
+        return self._backend
+
+    @property
     def fields(self) -> tuple[str, ...]:
         """The names of the fields this batch holds."""
         return tuple(self._fields)

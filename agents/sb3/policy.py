@@ -45,7 +45,7 @@ from agents.kl import CERTAINTY_KINDS, KL_ESTIMATORS, certainty, check_prioritiz
 from agents.lm.model import check_vocabulary, load_reference
 from agents.rl.config import RLConfig
 from agents.rl.policy import value_mlp
-from agents.rl.weighting import KL_WEIGHTINGS, check_weighting
+from agents.rl.weighting import KL_WEIGHTINGS, TokenBatch, check_weighting, compute_weights
 from agents.sb3.kl_penalty import SB3_BATCH_FIELDS
 from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE
 
@@ -320,6 +320,24 @@ class _LMPolicyMixin:
         for name in weighting.needs & available.keys():
             recorded[name] = available[name]().float().cpu()
         return recorded
+
+    def kl_and_weights(
+        self, obs: torch.Tensor, actions: torch.Tensor | np.ndarray, logp=None, action_masks=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-step KL estimate and KL weight ``[B]`` of ``actions`` played at ``obs``, each step
+        weighed on its own (as a one-token episode): what the penalty is for a weighting that scores
+        each token alone (``uniform``, ``critical``); :class:`~agents.sb3.kl_penalty.KLRewardPenalty`
+        weighs a whole rollout at once."""
+        recorded = self.kl_terms(obs, actions, logp, action_masks)
+        kl = recorded.pop("kl")
+        columns = {name: values[:, None] for name, values in recorded.items()}
+        batch = TokenBatch("SB3", mask=torch.ones(kl.shape[0], 1, dtype=torch.bool), **columns)
+        return kl, compute_weights(self.kl_weighting, batch, self.weighting_config)[:, 0]
+
+    def kl_penalty(self, obs, actions, logp=None, action_masks=None) -> torch.Tensor:
+        """``kl_coef * w * KL`` per step ``[B]``, each step weighed on its own (:meth:`kl_and_weights`)."""
+        kl, weights = self.kl_and_weights(obs, actions, logp, action_masks)
+        return self.kl_coef * weights * kl
 
 
 class LMActorCriticPolicy(_LMPolicyMixin, ActorCriticPolicy):
