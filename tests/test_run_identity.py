@@ -95,9 +95,9 @@ def test_default_version_is_the_installed_package():
 
 def test_changed_settings_are_named_in_one_line(tmp_path):
     """A finished run reused with --set lr=0.5 --set kl_coef=0 is refused, naming both settings."""
-    reference = tiny_reference(tmp_path / "ref")
-    write_fingerprint(tmp_path / "run", make_fingerprint(reference))
-    wanted = make_fingerprint(reference, settings={"lr": 0.5, "kl_coef": 0})
+    reference, sb3 = tiny_reference(tmp_path / "ref"), {"algo": "sb3-ppo", "backend": "sb3"}
+    write_fingerprint(tmp_path / "run", make_fingerprint(reference, **sb3))
+    wanted = make_fingerprint(reference, settings={"lr": 0.5, "kl_coef": 0}, **sb3)
     assert fingerprint_differences(read_fingerprint(tmp_path / "run"), wanted) == [
         "settings.lr 0.0001 -> 0.5",
         "settings.kl_coef 5.0 -> 0",
@@ -121,6 +121,11 @@ def test_numbers_compare_by_value_but_bools_are_not_numbers(tmp_path):
     assert fingerprint_differences(saved, changed) == ["settings.flag 1 -> true"]
     nan = make_fingerprint(reference, settings={"lr": float("nan")})
     assert fingerprint_differences(nan, make_fingerprint(reference, settings={"lr": float("nan")})) == []
+    line = make_fingerprint(reference, settings={"split": "plus1\nplus2"})
+    assert fingerprint_differences(saved, line) == [
+        'settings.split (absent) -> "plus1\\nplus2"',  # quoted: the message stays one line
+        "settings.flag 1 -> (absent)",
+    ]
 
 
 def test_added_or_removed_settings_and_other_keys_are_named(tmp_path):
@@ -245,6 +250,22 @@ def test_an_unreadable_fingerprint_is_a_mismatch_in_one_line(tmp_path):
     assert "\n" not in str(caught.value)
 
 
+def test_settings_may_be_a_config_dataclass(tmp_path):
+    from agents.rl.config import RLConfig
+
+    config = RLConfig()
+    reference = tiny_reference(tmp_path / "ref")
+    arguments = dict(
+        algo="ppo", method="critical", backend="agents", reference_dir=reference, eval_set=EVAL_SET
+    )
+    fp = fingerprint(config, **arguments)
+    assert fp["settings"] == json.loads(config.to_json())
+    other = fingerprint(config.with_overrides(kl_coef=0.0), **arguments)
+    assert fingerprint_differences(fp, other) == ["settings.kl_coef 5.0 -> 0.0"]
+    with pytest.raises(TypeError, match="settings must be a dict or a dataclass instance, not a list"):
+        fingerprint([], **arguments)
+
+
 def test_a_setting_that_is_not_json_is_named(tmp_path):
     with pytest.raises(TypeError, match=r"settings\.device is a object"):
         make_fingerprint(tiny_reference(tmp_path / "ref"), settings={"device": object()})
@@ -282,7 +303,7 @@ def test_exactly_the_changed_setting_is_named(settings, data):
 
 
 def shown(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) and value.isprintable() else json.dumps(value)
 
 
 # --------------------------------------------------------------------------- the lock

@@ -8,6 +8,7 @@ refuses any other with one line naming what differs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -112,7 +113,7 @@ def eval_set_hash(eval_set: dict | bytes | str) -> str:
 
 
 def fingerprint(
-    settings: dict,
+    settings: dict | Any,
     *,
     algo: str,
     method: str | None,
@@ -124,8 +125,9 @@ def fingerprint(
     """Everything that decides a run's result, as a JSON-able dict (equal runs: equal dicts).
 
     Args:
-        settings: the resolved settings, e.g. ``dataclasses.asdict(config)``; JSON values only
-            (tuples and paths are stored as lists and strings).
+        settings: the resolved settings, a dict or a dataclass instance (e.g. an ``RLConfig``,
+            read with ``dataclasses.asdict``); JSON values only (tuples and paths are stored as
+            lists and strings).
         algo: the algorithm (``ppo``, ``sb3-ppo``, ``trl-grpo``, ...).
         method: the KL method (None: the algorithm's own).
         backend: the registered backend that trains it.
@@ -136,7 +138,7 @@ def fingerprint(
     """
     return {
         "format": FINGERPRINT_FORMAT,
-        "settings": _plain(dict(settings), "settings"),
+        "settings": _plain(_as_dict(settings), "settings"),
         "algo": algo,
         "method": method,
         "backend": backend,
@@ -144,6 +146,14 @@ def fingerprint(
         "eval_set_sha256": eval_set_hash(eval_set),
         "version": package_version() if version is None else version,
     }
+
+
+def _as_dict(settings: Any) -> dict:
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        return dataclasses.asdict(settings)
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings must be a dict or a dataclass instance, not a {type(settings).__name__}")
+    return settings
 
 
 def write_fingerprint(run_dir: str | Path, fp: dict) -> Path:
@@ -177,8 +187,8 @@ def read_fingerprint(run_dir: str | Path) -> dict | None:
 def _shown(value: Any, short: bool = False) -> str:
     if value is ABSENT:
         return "(absent)"
-    if isinstance(value, str):
-        return value[:8] if short else value
+    if isinstance(value, str):  # quoted only if it would break the one line
+        return value[:8] if short else value if value.isprintable() else json.dumps(value)
     return json.dumps(value)
 
 
