@@ -559,3 +559,42 @@ def test_unreadable_metrics_are_damaged_not_a_crash(tmp_path, text, problem):
         read_metrics(run)
     result = status(run)
     assert result.state == "damaged" and problem in result.reason and "\n" not in result.reason
+
+
+def test_a_real_run_reads_as_finished_and_its_cut_copy_as_damaged(micro_reference_dir, tmp_path):
+    """The columns the trainer really writes: its final row holds ``{split}_problems`` of the whole set."""
+    from agents.rl.config import RLConfig
+    from agents.rl.trainer import Trainer
+    from agents.rundir import checkpoint_dir
+
+    config = RLConfig(
+        episodes_per_update=4,
+        total_episodes=8,
+        eval_every=4,
+        eval_episodes=4,
+        final_eval_episodes=8,
+        final_comfort_episodes=6,
+        value_hidden=(16,),
+    )
+    trainer = Trainer(config, micro_reference_dir, tmp_path / "run")
+    trainer.run(progress=False)
+    write_progress(checkpoint_dir(trainer.run_dir), trainer.update, trainer.episodes)  # as a backend will
+    final = {name: len(problems) for name, problems in trainer.eval_set.problems.items()}
+    assert final == {"comfort": 6, "plus1": 8}
+    assert run_status(trainer.run_dir, total_episodes=8, final_problems=final).state == "finished"
+    assert run_status(trainer.run_dir, total_episodes=12, final_problems=final).state == "unfinished"
+
+    lines = (trainer.run_dir / METRICS).read_text().splitlines(keepends=True)
+    (trainer.run_dir / METRICS).write_text("".join(lines[:-1]))
+    assert run_status(trainer.run_dir, total_episodes=8, final_problems=final).reason.endswith(
+        "rows were lost"
+    )
+
+    copy = shutil.copytree(micro_reference_dir, tmp_path / "copied-reference")
+    arguments = dict(algo="ppo", method=None, backend="agents", eval_set=trainer.eval_set.to_json())
+    assert fingerprint(config, reference_dir=copy, **arguments) == fingerprint(
+        config, reference_dir=micro_reference_dir, **arguments
+    )
+    assert eval_set_hash(trainer.eval_set.to_json()) == eval_set_hash(
+        {"comfort_digits": 1, "seed": 0, "problems": dict(trainer.eval_set.problems)}
+    )
