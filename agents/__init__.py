@@ -3,7 +3,8 @@
 Each layer imports only from the ones above it in this list (``tests/test_layout.py``):
 
 - :mod:`agents.kl` (KL estimators, certainty, weights), :mod:`agents.rundir` (run directories:
-  checkpoints, metrics CSV, the resume rule), :mod:`agents.settings` (typed settings);
+  checkpoints, metrics CSV, the resume rule), :mod:`agents.run_identity` (a run's fingerprint,
+  lock and status), :mod:`agents.settings` (typed settings);
 - :mod:`agents.lm`: the model, KV-cached decoding, episodes, teacher-forced batches, pre-training;
 - :mod:`agents.evaluation`: accuracy, teacher forcing, statistics, certainty gap, finder;
 - :mod:`agents.rl`: RL fine-tuning (config and presets, methods, policy, rollout, update, trainer);

@@ -6,6 +6,7 @@ Pre-training and RL fine-tuning write the same layout::
       <config file>        the run's settings (``pretrain_config.json`` or ``config.json``)
       metrics.csv          one row per logged step (:func:`append_row`, :func:`read_metrics`)
       checkpoint/          a ``save_pretrained`` model directory plus ``trainer.pt``
+      .lock                held by the process writing the run (:class:`agents.run_identity.RunLock`)
 
 ``trainer.pt`` holds tensors, numbers, strings and containers of them only (optimizer and
 scheduler state, random generator states, counters, the settings) and is loaded with
@@ -26,13 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 CHECKPOINT = "checkpoint"
 TRAINER_STATE = "trainer.pt"
 METRICS = "metrics.csv"
 LOGS = (METRICS, "tb")
 """What a run logs as it goes: cleared when a run starts over, trimmed when it resumes."""
+LOCK_FILE = ".lock"
+"""The lock file a writing process holds; it does not make a directory "non-empty"."""
 
 
 # --------------------------------------------------------------------------- atomic directories
@@ -83,6 +84,8 @@ def has_checkpoint(run_dir: str | Path) -> bool:
 
 def save_trainer_state(directory: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (tensors, numbers, strings, and lists/tuples/dicts of them) as ``trainer.pt``."""
+    import torch  # here, so that reading run directories (metrics, status) does not load torch
+
     torch.save(state, Path(directory) / TRAINER_STATE)
 
 
@@ -93,6 +96,8 @@ def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
         FileNotFoundError: the run has no checkpoint.
         ValueError: the file holds something other than plain data, or is damaged (one line).
     """
+    import torch
+
     path = checkpoint_dir(run_dir) / TRAINER_STATE
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume in {run_dir}: {path} does not exist")
@@ -141,11 +146,25 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
-    """The rows of a run's ``metrics.csv`` as floats (empty cells dropped)."""
-    return [
-        {k: float(v) for k, v in row.items() if v not in ("", None)}
-        for row in read_rows(Path(run_dir) / METRICS)
-    ]
+    """The rows of a run's ``metrics.csv`` as floats (empty cells, and those a cut row lacks, dropped).
+
+    An empty or header-only file has no rows (``[]``). Raises ``ValueError`` (one line naming the
+    file and line) for a cell that is not a number or a row with more cells than the header.
+    """
+    path = Path(run_dir) / METRICS
+    rows = []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            for row in reader:
+                if None in row:  # DictReader files surplus cells under the key None
+                    raise ValueError(f"{path}, line {reader.line_num}: more cells than columns")
+                rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+        except (ValueError, csv.Error) as err:
+            if str(err).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}, line {reader.line_num}: not a metrics row ({err})") from None
+    return rows
 
 
 def trim_metrics(run_dir: str | Path, key: str, last: float) -> None:
@@ -175,8 +194,8 @@ def open_run(run_dir: str | Path, resume: bool | None, marker: str) -> bool:
     A run that starts writes into an empty or missing directory, or one of its own runs that
     never reached a checkpoint (recognised by ``marker``, a file only that kind of run writes:
     its logs are cleared, so they are not appended twice); any other non-empty directory (a
-    model directory included) is refused, so that a run never overwrites or merges into files
-    it did not write.
+    model directory included; a :data:`LOCK_FILE` alone does not count) is refused, so that a
+    run never overwrites or merges into files it did not write.
     """
     run = Path(run_dir)
     if has_checkpoint(run):
@@ -189,7 +208,7 @@ def open_run(run_dir: str | Path, resume: bool | None, marker: str) -> bool:
         raise FileNotFoundError(f"nothing to resume in {run}: it has no {CHECKPOINT}/{TRAINER_STATE}")
     if run.exists() and not run.is_dir():
         raise FileExistsError(f"{run} is a file, not a run directory")
-    if run.is_dir() and any(run.iterdir()):
+    if run.is_dir() and any(path.name != LOCK_FILE for path in run.iterdir()):
         if not (run / marker).is_file():
             raise FileExistsError(
                 f"{run} is not empty and holds no run of this package (no {marker}): "
