@@ -34,6 +34,9 @@ LOGS = (METRICS, "tb")
 """What a run logs as it goes: cleared when a run starts over, trimmed when it resumes."""
 LOCK_FILE = ".lock"
 """The lock file a writing process holds; it does not make a directory "non-empty"."""
+FINGERPRINT_FILE = "fingerprint.json"
+"""What a run was trained with (:mod:`agents.run_identity`), written before it starts: with the
+lock, the only files that do not make a directory "non-empty"."""
 
 
 # --------------------------------------------------------------------------- atomic directories
@@ -183,6 +186,24 @@ def trim_metrics(run_dir: str | Path, key: str, last: float) -> None:
 # --------------------------------------------------------------------------- reusing a directory
 
 
+def check_not_foreign(run_dir: str | Path, marker: str) -> None:
+    """Refuse (``FileExistsError``) a non-empty directory that holds no run of this package: no
+    ``marker`` file, no checkpoint, no fingerprint (a model directory included). Nothing is written
+    into such a directory, not even a lock."""
+    run = Path(run_dir)
+    if run.exists() and not run.is_dir():
+        raise FileExistsError(f"{run} is a file, not a run directory")
+    if not run.is_dir() or (run / marker).is_file() or (run / FINGERPRINT_FILE).is_file():
+        return
+    if has_checkpoint(run) or (run / CHECKPOINT).is_dir():
+        return
+    if any(path.name != LOCK_FILE for path in run.iterdir()):
+        raise FileExistsError(
+            f"{run} is not empty and holds no run of this package (no {marker}): "
+            "choose an empty or new directory"
+        )
+
+
 def open_run(run_dir: str | Path, resume: bool | None, marker: str) -> bool:
     """Apply the one rule for writing a run into ``run_dir``; returns whether to resume it.
 
@@ -208,12 +229,8 @@ def open_run(run_dir: str | Path, resume: bool | None, marker: str) -> bool:
         raise FileNotFoundError(f"nothing to resume in {run}: it has no {CHECKPOINT}/{TRAINER_STATE}")
     if run.exists() and not run.is_dir():
         raise FileExistsError(f"{run} is a file, not a run directory")
-    if run.is_dir() and any(path.name != LOCK_FILE for path in run.iterdir()):
-        if not (run / marker).is_file():
-            raise FileExistsError(
-                f"{run} is not empty and holds no run of this package (no {marker}): "
-                "choose an empty or new directory"
-            )
+    check_not_foreign(run, marker)
+    if run.is_dir() and any(path.name not in (LOCK_FILE, FINGERPRINT_FILE) for path in run.iterdir()):
         for name in LOGS:
             target = run / name
             if target.is_dir():

@@ -5,14 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from agents.rl.bookkeeping import read_progress
+from agents.run_identity import read_progress
 from agents.rundir import CHECKPOINT, METRICS, checkpoint_dir
 
 
 def finished(run_dir: str | Path, total_episodes: int) -> bool:
     """Whether a restarting backend's run ended: its checkpoint (saved last) holds the budget."""
     progress = read_progress(checkpoint_dir(run_dir))
-    return progress is not None and progress["episodes"] >= total_episodes
+    return progress is not None and progress.episodes >= total_episodes
 
 
 def needs_training(run_dir: str | Path, total_episodes: int, resume: bool | None, backend: str) -> bool:

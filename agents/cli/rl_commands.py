@@ -82,7 +82,7 @@ def rl_config_from_args(args: argparse.Namespace):
 
 @command("train", "RL fine-tuning of a reference model (PPO, GRPO, ...; weighted KL)", _train_arguments)
 def _train(args: argparse.Namespace) -> int:
-    from agents.backends import backend_for
+    from agents.backends.runs import train_run
     from agents.lm.model import DEFAULT_REFERENCE
     from agents.rl.bookkeeping import REFERENCE_FILE
     from agents.rundir import read_metrics
@@ -93,8 +93,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and args.ref is None and saved.exists():
         reference = saved.read_text().strip()
     algo = args.algo or config.algo
-    run = backend_for(algo).train(
-        config, Path(args.out), Path(reference), algo, device=args.device, resume=args.resume
+    run = train_run(
+        config, args.out, reference, algo, method=args.method, device=args.device, resume=args.resume
     )
     evaluations = [row for row in read_metrics(run) if f"{config.split}_sampled" in row]
     _print_eval(evaluations[-1], config.split)
@@ -252,6 +252,11 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
         help="also pass@k of the final checkpoints, N samples per problem",
     )
     parser.add_argument("--passk-problems", type=int, default=64, help="held-out problems for --passk")
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train again the runs in --out trained with other settings, or damaged (listed without it)",
+    )
     add_device(parser)
 
 
@@ -294,6 +299,7 @@ def _compare(args: argparse.Namespace) -> int:
         command=command_line,
         passk_samples=args.passk,
         passk_problems=args.passk_problems,
+        retrain=args.retrain,
     )
     print(summary.read_text())
     print(f"wrote {args.out}/: evaluations.csv, critical.csv, accuracy.png, critical.png, summary.md")

@@ -22,13 +22,14 @@ so an interrupted comparison loses at most one evaluation interval per run.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from agents.evaluation.heldout import EvalSet, heldout_eval_set
 from agents.evaluation.passk import correct_counts, passk_rows
-from agents.experiments.jobs import CompareSettings, Job, final_model_dir
+from agents.experiments.jobs import CompareSettings, Job, final_model_dir, job_status, runs_to_retrain
 from agents.experiments.plots import (
     plot_by_algorithm,
     plot_by_reference,
@@ -55,6 +56,7 @@ from agents.experiments.results import (
 )
 from agents.experiments.runners import BACKENDS, run_local, run_ray
 from agents.lm.model import load_reference
+from agents.run_identity import RunLock
 from agents.rundir import write_rows
 
 
@@ -68,8 +70,14 @@ def compare(
     command: str = "",
     passk_samples: int = 0,
     passk_problems: int = 64,
+    retrain: bool = False,
 ) -> Path:
     """Run the comparison into ``out`` and write its CSVs, plots and summary; returns ``out/summary.md``.
+
+    ``out`` is locked for the duration (a second comparison on it stops with one line). A run
+    directory already in ``out`` is reused only if it holds a run of the very same job
+    (:mod:`agents.backends.runs`); the ones trained otherwise or damaged are listed in one line and
+    refused, or trained again with ``retrain``. Only finished runs are summarised.
 
     With several references (``settings.references``) every reference gets its own comparison
     in ``out/<reference name>/`` (``plus{k}`` relative to its own N), all trained in one pool,
@@ -81,13 +89,59 @@ def compare(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     out = Path(out)
     by_reference = settings.jobs_by_reference(out)
+    with RunLock(out):
+        by_reference = _train_all(by_reference, out, workers, backend, ray_address, progress, retrain)
+        return _report_all(by_reference, out, settings, command, passk_samples, passk_problems, progress)
+
+
+def _train_all(
+    by_reference: dict[str, list[Job]],
+    out: Path,
+    workers: int | None,
+    backend: str,
+    ray_address: str | None,
+    progress: bool,
+    retrain: bool,
+) -> dict[str, list[Job]]:
+    """Train every job (refusing, or retraining, the runs that cannot be reused); the jobs as run."""
     jobs = [job for group in by_reference.values() for job in group]
-    out.mkdir(parents=True, exist_ok=True)
+    stale = runs_to_retrain(jobs)
+    if stale and not retrain:
+        listed = "; ".join(f"{Path(run).relative_to(out)}: {why}" for run, why in stale.items())
+        raise ValueError(
+            f"{len(stale)} of {len(jobs)} runs in {out} cannot be reused ({listed}): "
+            "pass --retrain to train them again, or use another --out"
+        )
+    by_reference = {
+        name: [replace(job, retrain=job.run_dir in stale) for job in group]
+        for name, group in by_reference.items()
+    }
+    jobs = [job for group in by_reference.values() for job in group]
     if backend == "ray":
         run_ray(jobs, ray_address, progress)
     else:
         workers = workers or min(len(jobs), os.cpu_count() or 1)
         run_local(jobs, workers, progress)
+    for job in jobs:
+        status = job_status(job)
+        if status.state != "finished":
+            raise ValueError(
+                f"{job.run_dir} did not finish ({status.state}: {status.reason}); not summarised"
+            )
+    return by_reference
+
+
+def _report_all(
+    by_reference: dict[str, list[Job]],
+    out: Path,
+    settings: CompareSettings,
+    command: str,
+    passk_samples: int,
+    passk_problems: int,
+    progress: bool,
+) -> Path:
+    """Each reference's report, and with several references the summaries together."""
+    jobs = [job for group in by_reference.values() for job in group]
     summaries = {}
     for name, group in by_reference.items():
         directory = out / name if len(by_reference) > 1 else out

@@ -16,12 +16,24 @@ import torch
 
 from agents.backends import algorithm_names, backend_for
 from agents.backends.restarting import finished
-from agents.lm.model import DEFAULT_REFERENCE
+from agents.backends.runs import identity_differences, run_fingerprint, train_run
+from agents.lm.model import DEFAULT_REFERENCE, load_task_info
+from agents.rl.bookkeeping import evaluation_set
 from agents.rl.config import PRESETS, RLConfig
 from agents.rl.registry import load_plugins
+from agents.run_identity import RETRAIN_HINT, RunStatus, run_status
 from agents.rundir import METRICS, checkpoint_dir, read_metrics
 
-__all__ = ["CompareSettings", "Job", "algorithm_names", "episodes_done", "final_model_dir", "run_job"]
+__all__ = [
+    "CompareSettings",
+    "Job",
+    "algorithm_names",
+    "episodes_done",
+    "final_model_dir",
+    "job_status",
+    "run_job",
+    "runs_to_retrain",
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,8 @@ class Job:
     plugins: tuple[str, ...] = ()
     """Plug-in files the worker loads before it builds anything (their names are in ``config``)."""
     device: str = "cpu"
+    retrain: bool = False
+    """Delete what the run directory holds (a run of other settings, or a damaged one) and train again."""
 
     @property
     def name(self) -> str:
@@ -127,8 +141,16 @@ def run_job(job: Job, on_update: Callable[[dict], None] | None = None) -> str:
     its run directory)."""
     torch.set_num_threads(job.threads)
     load_plugins(job.plugins)
-    backend_for(job.algo).train(
-        job.config, Path(job.run_dir), Path(job.reference), job.algo, on_update, job.device
+    train_run(
+        job.config,
+        job.run_dir,
+        job.reference,
+        job.algo,
+        method=job.method,
+        on_update=on_update,
+        device=job.device,
+        retrain=job.retrain,
+        hint=RETRAIN_HINT,
     )
     return job.run_dir
 
@@ -146,3 +168,25 @@ def episodes_done(job: Job) -> int:
 def final_model_dir(job: Job) -> Path:
     """The model directory a finished run ended with (every backend saves one in ``checkpoint/``)."""
     return checkpoint_dir(job.run_dir)
+
+
+def job_status(job: Job) -> RunStatus:
+    """Whether ``job``'s run directory holds a finished, unfinished, damaged or no run
+    (:func:`agents.run_identity.run_status`, against its held-out set's final sizes)."""
+    eval_set = evaluation_set(job.config, load_task_info(job.reference).comfort_digits)
+    final_problems = {name: len(problems) for name, problems in eval_set.problems.items()}
+    return run_status(job.run_dir, total_episodes=job.config.total_episodes, final_problems=final_problems)
+
+
+def runs_to_retrain(jobs: list[Job]) -> dict[str, str]:
+    """Run directory -> why, for each job whose directory holds a run it cannot reuse: one trained
+    with other settings (what differs) or a damaged one (what is wrong)."""
+    why = {}
+    for job in jobs:
+        wanted = run_fingerprint(job.config, job.algo, job.method, job.reference)
+        differences = identity_differences(job.run_dir, wanted)
+        if differences:
+            why[job.run_dir] = "trained with other settings: " + ", ".join(differences)
+        elif (status := job_status(job)).state == "damaged":
+            why[job.run_dir] = f"damaged: {status.reason}"
+    return why

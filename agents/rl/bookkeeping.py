@@ -8,6 +8,8 @@ Every run of the package, whatever trains it, leaves the same record::
       eval_set.json     the held-out problems it is evaluated on (the same for every run of a comparison)
       metrics.csv       one row per update; evaluation rows carry the accuracies
       tb/               the same rows as TensorBoard scalars (steps: episodes)
+      fingerprint.json  what decides its result (written and checked by :mod:`agents.backends.runs`)
+      .lock             held by the process writing the run
       checkpoint/       a model directory (safetensors, ``load_reference`` loads it), ``progress.json``
                         (update, episodes) and, for a backend that resumes, its ``trainer.pt``
 
@@ -18,7 +20,6 @@ Every run of the package, whatever trains it, leaves the same record::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,13 @@ from agents.evaluation.heldout import EVAL_SET_FILE, EvalSet, heldout_eval_set
 from agents.lm.model import TaskInfo, save_reference
 from agents.rl.config import RLConfig, eval_set_sizes
 from agents.rl.sampling import derived_seed
+from agents.run_identity import write_progress
 from agents.rundir import CHECKPOINT, METRICS, append_row, checkpoint_dir, save_trainer_state, write_dir
 
 CONFIG_FILE = "config.json"
 REFERENCE_FILE = "reference.txt"
 """Which reference model a run fine-tunes; only an RL run writes it (a model directory also
 holds a ``config.json``: its model's)."""
-PROGRESS_FILE = "progress.json"
-"""In every checkpoint: the update and episode count it holds."""
 EVAL_STREAM = 1
 """The random stream of a run's evaluations (:func:`~agents.rl.sampling.derived_seed`)."""
 
@@ -79,15 +79,6 @@ def evaluate_lm(
     return metrics
 
 
-def read_progress(checkpoint: str | Path) -> dict[str, int] | None:
-    """The ``{"update", "episodes"}`` a checkpoint directory holds (None: none recorded)."""
-    path = Path(checkpoint) / PROGRESS_FILE
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text())
-    return {"update": int(data["update"]), "episodes": int(data["episodes"])}
-
-
 class RunRecord:
     """The bookkeeping of one run directory (see the module docstring).
 
@@ -97,8 +88,8 @@ class RunRecord:
         reference_dir: the reference model it fine-tunes.
         comfort_digits: the reference's N.
         on_update: called with each logged row of an update (not the initial evaluation's).
-        resuming: the run continues from its checkpoint at ``episodes``: TensorBoard drops what was
-            logged after it.
+        resume_episodes: the run continues from its checkpoint at this many episodes: TensorBoard
+            drops what was logged after it.
     """
 
     def __init__(
@@ -159,7 +150,7 @@ class RunRecord:
         ``extra(directory)`` adds."""
         with write_dir(self.run_dir / CHECKPOINT) as tmp:
             save_reference(lm, tmp, info)
-            (tmp / PROGRESS_FILE).write_text(json.dumps({"update": update, "episodes": episodes}) + "\n")
+            write_progress(tmp, update, episodes)
             if state is not None:
                 save_trainer_state(tmp, state)
             if extra is not None:

@@ -17,9 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agents.rundir import METRICS, checkpoint_dir
+from agents.rundir import FINGERPRINT_FILE, METRICS, checkpoint_dir
 
-FINGERPRINT_FILE = "fingerprint.json"
 FINGERPRINT_FORMAT = 1
 """Incremented whenever the fingerprint's layout changes, so an old one reads as different, never equal."""
 REFERENCE_FILES = ("config.json", "arith_gym.json")
