@@ -37,10 +37,15 @@ MAX_BETA = 1e6
 for every J below 0.9999), and well inside float32 (β = 1e39 overflowed it and gave NaN at J = 1)."""
 
 
+class NonFiniteError(ValueError):
+    """A value that must be finite is NaN or infinite (a weight, a loss term, a gradient norm): the
+    computation stops with one line naming it, before anything is stepped or saved."""
+
+
 def _check_no_nan(name: str, x: Tensor) -> None:
     """A NaN would silently change the objective (a NaN certainty used to switch the KL off)."""
     if torch.isnan(x).any():
-        raise ValueError(f"{name} holds NaN")
+        raise NonFiniteError(f"{name} holds NaN")
 
 
 def _at_least_float32(x: Tensor) -> Tensor:

@@ -5,13 +5,15 @@ a value of its annotated type (``int``, ``float``, ``bool``, ``str``, ``tuple[in
 ``X | None``), else a one-line ``ValueError`` names the field, the value and what it expects.
 JSON's types map onto them without loss (an int where a float is expected becomes a float, a
 list where a tuple is expected becomes a tuple); nothing else is converted, so ``"8"`` is not
-an int and ``"maybe"`` is not a bool. :func:`settings_from_mapping` builds one from a JSON
-object, naming its source in every error.
+an int and ``"maybe"`` is not a bool, and a float must be finite (``NaN``, ``Infinity`` are
+refused). :func:`settings_from_mapping` builds one from a JSON object, naming its source in
+every error.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from dataclasses import fields
@@ -32,7 +34,9 @@ def _expected(hint: object) -> str:
         return {int: "a list of integers", float: "a list of numbers"}.get(
             typing.get_args(hint)[0], str(hint)
         )
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}.get(
+        hint, str(hint)
+    )
 
 
 def _coerce(value: object, hint: object) -> tuple[bool, object]:
@@ -54,12 +58,9 @@ def _coerce(value: object, hint: object) -> tuple[bool, object]:
         return False, None
     if hint is int:
         return (True, int(value)) if isinstance(value, (int, np.integer)) else (False, None)
-    if hint is float:
-        return (
-            (True, float(value))
-            if isinstance(value, (int, float, np.integer, np.floating))
-            else (False, None)
-        )
+    if hint is float:  # NaN and inf are refused by name: a NaN coefficient used to end in a traceback
+        number = isinstance(value, (int, float, np.integer, np.floating))
+        return (True, float(value)) if number and math.isfinite(float(value)) else (False, None)
     if hint is str:
         return isinstance(value, str), value
     if origin is tuple and isinstance(value, (list, tuple)):

@@ -111,7 +111,7 @@ class RLConfig:
         check_field_types(self)
         choices = {
             "pg_tokens": PG_TOKENS,
-            "kl_estimator": KL_ESTIMATORS,
+            "kl_estimator": KL_ESTIMATORS.names(),  # a plug-in's estimator registers before its config
             "kl_in": KL_PLACEMENTS,
             "certainty_kind": CERTAINTY_KINDS,
             "reward_mode": ("binary", "ternary"),

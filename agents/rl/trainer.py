@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from agents.kl import NonFiniteError
 from agents.lm.episodes import make_vector_env
 from agents.lm.model import DEFAULT_REFERENCE, TaskInfo, load_reference
 from agents.rl.algorithms import check_config
@@ -98,6 +99,7 @@ class Trainer:
         self.record = RunRecord(self.run_dir, config, self.reference_dir, self.task.comfort_digits)
         self.update = 0
         self.episodes = 0
+        self._saved_update = 0  # the update of the last checkpoint written or loaded
 
     @property
     def eval_set(self):
@@ -121,7 +123,9 @@ class Trainer:
             "episodes": self.episodes,
             "config": asdict(self.config),
         }
-        return self.record.save(self.policy.lm, info, self.update, self.episodes, state)
+        saved = self.record.save(self.policy.lm, info, self.update, self.episodes, state)
+        self._saved_update = self.update
+        return saved
 
     def load(self, state: dict | None = None) -> None:
         """Restore the state saved by :meth:`save` (``--resume``); ``state``: its ``trainer.pt``, if read."""
@@ -137,6 +141,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.kl.coef = state["kl_coef"]
         self.update, self.episodes = state["update"], state["episodes"]
+        self._saved_update = self.update
         self.record.resume_episodes = self.episodes
         # Rows logged after the checkpoint (a run killed between two) are logged again.
         trim_metrics(self.run_dir, "update", self.update)
@@ -162,7 +167,15 @@ class Trainer:
             certainty_temperature=config.certainty_temperature,
             certainty_kind=config.certainty_kind,
         )
-        stats = policy_update(self.policy, self.optimizer, rollout, config, self.kl, self.generator)
+        try:
+            stats = policy_update(self.policy, self.optimizer, rollout, config, self.kl, self.generator)
+        except NonFiniteError as err:
+            saved = (
+                f"the checkpoint of update {self._saved_update} is intact"
+                if self._saved_update
+                else "no checkpoint yet"
+            )
+            raise NonFiniteError(f"update {self.update + 1}: {err}; stopped, {saved}") from None
         self.update += 1
         self.episodes += sampling.sampled_episodes
         stats.update(

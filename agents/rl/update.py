@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.nn.functional import pad
 
-from agents.kl import kl_estimate
+from agents.kl import NonFiniteError, kl_estimate
 from agents.rl.advantages import AdvantageInputs, Advantages
 from agents.rl.algorithms import Pieces, check_config
 from agents.rl.config import RLConfig
@@ -40,6 +40,14 @@ from agents.rl.policy import LMPolicy
 from agents.rl.rollout import Rollout, episode_chunks
 from agents.rl.weighting import KL_WEIGHTINGS, TokenBatch, compute_weights
 from agents.rl.weightings import top_fraction
+
+
+def check_finite(term: str, values: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+    """Raise :class:`~agents.kl.NonFiniteError` naming ``term`` if a live value is NaN or infinite:
+    the update stops before ``optimizer.step``, so the weights (and the last checkpoint) stay."""
+    live = values.detach() if mask is None else values.detach()[mask.bool()]
+    if not torch.isfinite(live).all():
+        raise NonFiniteError(f"non-finite {term} (NaN or inf) before the optimizer step")
 
 
 @dataclass
@@ -188,6 +196,8 @@ def policy_update(
     pg_tokens = policy_gradient_tokens(rollout, config)
     mask = rollout.mask
     advantages, returns = estimated.advantages * mask, estimated.returns
+    check_finite(f"KL weights (kl_weighting {config.kl_weighting!r})", weights, mask)
+    check_finite("advantages", advantages, mask)
     policy_loss = POLICY_LOSSES[pieces.policy_loss]
     aggregate = LOSS_AGGREGATIONS[pieces.loss_agg]
     length_norm = config.loss_length_norm or float(rollout.max_steps or mask.shape[1])
@@ -225,10 +235,19 @@ def policy_update(
             if kl_in_loss:
                 loss_terms = loss_terms + kl.coef * weights[rows] * token_kl
             loss = aggregate(loss_terms, m, length_norm)
+            # The first non-finite term is named; nothing is stepped (a NaN step would poison every
+            # weight, and the next checkpoint would overwrite the last good one).
+            check_finite("policy loss", pg_loss, m)
+            if returns is not None:
+                check_finite("value loss", value_loss, m)
+            check_finite("entropy", entropy, m)
+            check_finite(f"KL ({config.kl_estimator})", token_kl, m)
+            check_finite("loss", loss)
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            check_finite("gradient norm", grad_norm)
             optimizer.step()
 
             with torch.no_grad():

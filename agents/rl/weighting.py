@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
+from agents.kl import NonFiniteError
 from agents.registry import Registry
 from agents.rl.config import RLConfig
 from agents.rl.methods import register_method
@@ -219,7 +220,7 @@ def compute_weights(name: str, batch: TokenBatch, config: RLConfig) -> torch.Ten
 
     Raises:
         ValueError: the weighting edited a batch tensor in place, or returned weights that do not
-            broadcast to ``[B, T]``.
+            broadcast to ``[B, T]``, or (:class:`~agents.kl.NonFiniteError`) NaN or infinite ones.
     """
     mask = batch.mask
     versions = {field: getattr(batch, field)._version for field in batch.fields}
@@ -235,4 +236,7 @@ def compute_weights(name: str, batch: TokenBatch, config: RLConfig) -> torch.Ten
             f"which do not broadcast to the batch's {tuple(mask.shape)}"
         ) from None
     dtype = weights.dtype if weights.is_floating_point() else torch.float32
-    return weights.to(dtype) * mask
+    weights = torch.where(mask, weights.to(dtype), torch.zeros((), dtype=dtype, device=mask.device))
+    if not torch.isfinite(weights).all():
+        raise NonFiniteError(f"KL weighting {name!r} returned non-finite weights (NaN or inf)")
+    return weights
