@@ -23,7 +23,7 @@ def _error(capsys) -> str:
 @pytest.mark.parametrize(
     ("pair", "named"),
     [
-        ("lr=abc", "lr must be a number, got 'abc'"),
+        ("lr=abc", "lr must be a finite number, got 'abc'"),
         ('total_episodes="8"', "total_episodes must be an integer, got '8'"),
         ("value_hidden=5", "value_hidden must be a list of integers, got 5"),
         ("seed=1.5", "seed must be an integer, got 1.5"),
@@ -46,7 +46,7 @@ def test_a_bad_setting_is_a_one_line_error_naming_it(pair, named, tmp_path, caps
         ("[1, 2]", "expected a JSON object of settings, got list"),
         ('{"preset": "nope"}', "unknown preset 'nope'"),
         ("lr: 1", "is not valid JSON"),
-        ('{"lr": "fast"}', "lr must be a number"),
+        ('{"lr": "fast"}', "lr must be a finite number"),
         ('{"learning_rate": 1}', "unknown settings ['learning_rate']"),
     ],
 )
