@@ -37,6 +37,9 @@ class RunLock:
             raise RunInUse(f"{self.run_dir} is already held by this RunLock")
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OSError(f"cannot create the run directory {self.run_dir}: {err.strerror or err}") from None
+        try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as err:
             raise OSError(f"cannot lock the run directory {self.run_dir}: {err.strerror or err}") from None
