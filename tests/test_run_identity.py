@@ -380,7 +380,7 @@ def test_a_locked_new_directory_still_opens_as_a_new_run(tmp_path):
 
 def test_an_impossible_run_directory_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(OSError, match="cannot lock the run directory"), RunLock(tmp_path / "file" / "run"):
+    with pytest.raises(OSError, match="cannot create the run directory"), RunLock(tmp_path / "file" / "run"):
         pass
 
 
