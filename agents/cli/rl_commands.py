@@ -7,21 +7,40 @@ import sys
 import time
 from pathlib import Path
 
+from agents.cli.config_options import add_config_options, config_overrides
 from agents.cli.registry import add_device, comma_list, command, parse_settings
 
 # --------------------------------------------------------------------------- train and eval
 
 
-def _rl_arguments(parser: argparse.ArgumentParser) -> None:
-    """What ``train`` and ``compare`` share: the reference, the preset and ``--set``."""
-    from agents.rl.config import PRESETS
+PER_RUN = ("algo", "seed")
+"""Settings ``compare`` sets per run (``--algos``, ``--seeds``): no option of their own there."""
+
+
+def _setting_choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of the settings that take fixed or registered names (after plug-ins)."""
+    from agents.kl import KL_ESTIMATORS
+    from agents.rl.advantages import ADVANTAGES
+    from agents.rl.config import CHOICES
+    from agents.rl.losses import LOSS_AGGREGATIONS, POLICY_LOSSES
+    from agents.rl.weighting import KL_WEIGHTINGS
+
+    registered = {"kl_weighting": KL_WEIGHTINGS, "kl_estimator": KL_ESTIMATORS, "advantage": ADVANTAGES}
+    registered.update(policy_loss=POLICY_LOSSES, loss_agg=LOSS_AGGREGATIONS)
+    return {**CHOICES, **{name: registry.names() for name, registry in registered.items()}}
+
+
+def _rl_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...]) -> None:
+    """What ``train`` and ``compare`` share: the reference, the preset, ``--set`` and one option per
+    RLConfig setting (:mod:`agents.cli.config_options`) but ``exclude``."""
+    from agents.rl.config import PRESETS, RLConfig
 
     parser.add_argument("--ref", default=None, help="reference model directory (default: the shipped one)")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="starting RL settings")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any RLConfig setting (JSON value)"
     )
-    parser.add_argument("--total-episodes", type=int, help="episode budget of each run")
+    add_config_options(parser, RLConfig, exclude=exclude, choices=_setting_choices(), defaults=PRESETS["cpu"])
     parser.add_argument(
         "--plugin",
         action="append",
@@ -34,27 +53,17 @@ def _rl_arguments(parser: argparse.ArgumentParser) -> None:
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     from agents.backends import algorithm_names
     from agents.rl.methods import METHODS
-    from agents.rl.weighting import KL_WEIGHTINGS
 
     parser.add_argument("--out", required=True, help="run directory")
-    _rl_arguments(parser)
     parser.add_argument("--config", help="JSON file of settings (may name a 'preset')")
     parser.add_argument("--method", help=f"an exploration method: {', '.join(METHODS)} (critical*@beta=B)")
-    parser.add_argument("--kl-weighting", choices=KL_WEIGHTINGS.names(), help="per-token KL weighting")
     parser.add_argument(
         "--algo",
         choices=algorithm_names(),
         help="RL algorithm, with its settings (default: the preset's); sb3-*, trl-*: SB3, TRL",
     )
-    parser.add_argument("--seed", type=int, help="seed of the run (problems, sampling, value head)")
-    parser.add_argument("--episodes-per-update", type=int, help="episodes per update")
-    parser.add_argument("--lr", type=float, help="learning rate")
-    parser.add_argument("--kl-coef", type=float, help="KL coefficient")
-    parser.add_argument("--beta", type=float, help="exponent of the critical weighting J^beta")
-    parser.add_argument(
-        "--temperature", type=float, help="policy sampling temperature (default: the model's)"
-    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    _rl_arguments(parser, exclude=("algo",))
     add_device(parser)
 
 
@@ -66,9 +75,7 @@ def rl_config_from_args(args: argparse.Namespace):
     from agents.rl.config import PRESETS, RLConfig
 
     config = RLConfig.from_file(args.config) if args.config else PRESETS[args.preset]
-    overrides = parse_settings(args.set)
-    named = ("kl_weighting", "seed", "total_episodes", "episodes_per_update", "lr", "kl_coef", "beta")
-    overrides.update({k: getattr(args, k) for k in (*named, "temperature") if getattr(args, k) is not None})
+    overrides = {**parse_settings(args.set), **config_overrides(args, RLConfig, exclude=("algo",))}
     algo = args.algo or config.algo
     backend = backend_for(algo)
     if args.algo is None:  # the preset's (or the file's) algorithm, as it stands
@@ -239,7 +246,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
         "--refs",
         help="comma-separated reference model directories: the comparison on each (e.g. N = 2, 3, 4)",
     )
-    _rl_arguments(parser)
+    _rl_arguments(parser, exclude=PER_RUN)
     parser.add_argument("--threshold", type=float, help="accuracy to reach (default: initial + 0.15)")
     parser.add_argument("--workers", type=int, help="parallel processes (default: one per CPU core)")
     parser.add_argument("--backend", default="local", choices=BACKENDS, help="where the runs train")
@@ -273,9 +280,9 @@ def _compare(args: argparse.Namespace) -> int:
     methods = comma_list(args.methods)
     if args.betas:
         methods = beta_sweep(methods, [float(b) for b in comma_list(args.betas)])
-    overrides = parse_settings(args.set)
-    if args.total_episodes is not None:
-        overrides["total_episodes"] = args.total_episodes
+    from agents.rl.config import RLConfig
+
+    overrides = {**parse_settings(args.set), **config_overrides(args, RLConfig, exclude=PER_RUN)}
     settings = CompareSettings(
         methods=tuple(methods),
         seeds=tuple(int(seed) for seed in comma_list(args.seeds)),

@@ -13,9 +13,17 @@ from pathlib import Path
 from agents.kl import CERTAINTY_KINDS, KL_ESTIMATORS, MAX_BETA
 from agents.settings import check_field_types, read_json, settings_from_mapping
 from arith_gym.operands import split_offset
+from arith_gym.rules import REWARD_MODES
 
 KL_PLACEMENTS = ("loss", "reward")
 PG_TOKENS = ("all", "entropy_topk")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "pg_tokens": PG_TOKENS,
+    "kl_in": KL_PLACEMENTS,
+    "certainty_kind": CERTAINTY_KINDS,
+    "reward_mode": REWARD_MODES,
+}
+"""The settings that take one of a fixed set of values (registered names are checked at start)."""
 
 
 @dataclass(frozen=True)
@@ -45,56 +53,79 @@ class RLConfig:
     max_sampling_rounds: int = 4
     """Dynamic sampling gives up after this many rollouts per update and trains on what it has."""
     lr: float = 1e-5
+    """Adam learning rate."""
     gamma: float = 1.0
+    """Discount of the returns (``gae``)."""
     gae_lambda: float = 1.0
+    """GAE's lambda (``gae``)."""
     clip_coef: float = 0.2
+    """PPO's clip range of the importance ratio (lower, and upper unless ``clip_coef_high``)."""
     clip_coef_high: float | None = None
     """Upper clip range if different from ``clip_coef`` (asymmetric clipping)."""
     value_coef: float = 0.1
     """Weight of the value loss (estimators with a critic, ``gae``, only)."""
     entropy_coef: float = 5e-4
+    """Weight of the entropy bonus."""
     max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm."""
     normalize_advantages: bool = True
     """Whiten ``gae``'s advantages over the batch (the group estimators normalise their own way)."""
     update_epochs: int = 1
+    """Passes over each batch of episodes."""
     minibatches: int = 1
+    """Minibatches (optimizer steps) per pass over the batch."""
     episodes_per_update: int = 50
+    """Episodes played per update (the batch)."""
     total_episodes: int = 5000
+    """The run's budget of episodes."""
     temperature: float | None = None
     """Policy sampling temperature; None: the one recorded with the reference model."""
     value_hidden: tuple[int, ...] = (128, 128)
+    """Hidden widths of the value head (an MLP on the LM's last hidden state)."""
     pg_tokens: str = "all"
     """``entropy_topk``: the policy gradient only on the ``entropy_top_fraction`` of tokens with the
     highest policy entropy in the batch (Wang et al. 2025, "Beyond the 80/20 rule")."""
     entropy_top_fraction: float = 0.2
+    """The share of tokens ``pg_tokens=entropy_topk`` keeps."""
     kl_cov_fraction: float = 0.0
     """KL-Cov (Cui et al. 2025): penalise ``kl_cov_coef * |log pi - log pi_old|`` on this fraction of
     tokens with the largest covariance between log-prob and advantage; 0 switches it off."""
     kl_cov_coef: float = 1.0
+    """KL-Cov's coefficient."""
     # --- KL to the reference model
     kl_weighting: str = "critical"
     """A registered KL weighting (:mod:`agents.rl.weightings`): ``none``, ``uniform``, ``critical``,
     ``oracle_critical``, or a plug-in's."""
     kl_coef: float = 5.0
+    """Coefficient of the (weighted) KL to the reference."""
     kl_estimator: str = "k2"
+    """A registered KL estimator (:data:`agents.kl.KL_ESTIMATORS`: ``k1``, ``k2``, ``k3``, ``full``)."""
     kl_in: str = "loss"
     """``loss``: a KL term in the loss (the paper); ``reward``: subtracted from each token's reward."""
     adaptive_kl_target: float | None = None
     """If set, the KL coefficient adapts (Ziegler et al. 2019) towards this mean KL per token."""
     adaptive_kl_horizon: int = 10000
+    """Episodes over which the adaptive KL coefficient moves by its full step."""
     beta: float = 150.0
+    """Exponent β of the prioritized KL's weights J^β (``critical``)."""
     beta_share: float | None = None
     """``critical_auto``: β calibrated before RL so that this share of the tokens the reference samples
     gets a weight J^β below 1/2 (:mod:`agents.rl.calibration`); None: ``beta`` as set."""
     weight_floor: float = 0.0
+    """The smallest KL weight of ``critical``: ``(1 - floor) J^β + floor``."""
     certainty_kind: str = "negentropy"
+    """What the certainty J measures: ``negentropy`` (the paper's Eq. 2) or ``max_prob``."""
     certainty_temperature: float = 4.0
+    """Temperature of the reference's distribution when J is taken."""
     # --- task and bookkeeping
     split: str = "plus1"
+    """The split RL trains and is evaluated on (``plus1``: one operand N+1 digits long, ...)."""
     reward_mode: str = "binary"
+    """``binary``: 1 for a right result, else 0; ``ternary``: 1, else -1."""
     eval_every: int = 10
     """Evaluate every this many updates (and at the end)."""
     eval_episodes: int = 100
+    """Held-out problems per split in each intermediate evaluation."""
     eval_greedy: bool = True
     """Also evaluate greedily (doubles evaluation time; sampled accuracy is always measured)."""
     final_eval_episodes: int | None = None
@@ -105,17 +136,14 @@ class RLConfig:
     eval_set_seed: int = 0
     """Seed of the held-out evaluation set: one for every run, so runs are paired problem by problem."""
     checkpoint_every: int = 10
+    """Save a checkpoint every this many updates (and at the end)."""
     seed: int = 0
+    """Seed of the run (problems, sampling, value head)."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        choices = {
-            "pg_tokens": PG_TOKENS,
-            "kl_estimator": KL_ESTIMATORS.names(),  # a plug-in's estimator registers before its config
-            "kl_in": KL_PLACEMENTS,
-            "certainty_kind": CERTAINTY_KINDS,
-            "reward_mode": ("binary", "ternary"),
-        }
+        # A plug-in's estimator registers before its config is made.
+        choices = {**CHOICES, "kl_estimator": KL_ESTIMATORS.names()}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
