@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -80,6 +81,39 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, object]:
 
 def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def number_list(text: str, flag: str, kind: type = int, minimum: float | None = None) -> list:
+    """The comma-separated numbers of option ``flag`` (``int`` or ``float``), each at least ``minimum``.
+
+    Raises:
+        ValueError: one line naming ``flag`` and the bad item.
+    """
+    noun = "integers" if kind is int else "numbers"
+    values = []
+    for item in comma_list(text):
+        try:
+            value = kind(item)
+        except ValueError:
+            raise ValueError(f"{flag} takes comma-separated {noun}, got {item!r} in {text!r}") from None
+        if (kind is float and not math.isfinite(value)) or (minimum is not None and value < minimum):
+            bound = "finite" if minimum is None else f">= {minimum:g}"
+            raise ValueError(f"{flag} takes {noun} {bound}, got {item!r}")
+        values.append(value)
+    if not values:
+        raise ValueError(f"{flag} needs at least one value, got {text!r}")
+    return values
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = "integer >= 1"  # argparse's one-line error: "invalid integer >= 1 value: '0'"
 
 
 def plugin_paths(argv: Sequence[str]) -> list[str]:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from agents.cli.config_options import add_config_options, config_overrides
-from agents.cli.registry import add_device, comma_list, command, parse_settings
+from agents.cli.registry import add_device, comma_list, command, number_list, parse_settings, positive_int
 
 # --------------------------------------------------------------------------- train and eval
 
@@ -117,7 +117,7 @@ def _print_eval(metrics: dict[str, float], split: str) -> None:
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="run directory (arith-rl train --out) or model directory")
-    parser.add_argument("--episodes", type=int, default=100, help="problems per split")
+    parser.add_argument("--episodes", type=positive_int, default=100, help="problems per split")
     parser.add_argument("--split", help="harder split, e.g. plus1 (default: the run's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the problems and the sampling")
     add_device(parser)
@@ -171,8 +171,10 @@ def _passk_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="output directory: passk.csv and passk.png")
     parser.add_argument("--reference", action="store_true", help="add each run's reference model")
-    parser.add_argument("--problems", type=int, default=64, help="held-out problems of the split")
-    parser.add_argument("--samples", type=int, default=32, help="samples per problem (n; k = 1, 2, 4, ... n)")
+    parser.add_argument("--problems", type=positive_int, default=64, help="held-out problems of the split")
+    parser.add_argument(
+        "--samples", type=positive_int, default=32, help="samples per problem (n; k = 1, 2, 4, ... n)"
+    )
     parser.add_argument("--split", help="split, e.g. plus1 (default: the first run's, else plus1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling")
     parser.add_argument("--eval-set", help="an eval_set.json (e.g. a comparison's) to take the problems from")
@@ -198,7 +200,13 @@ def _passk(args: argparse.Namespace) -> int:
     for label, model_dir in models:
         model, task = load_reference(model_dir)
         if args.eval_set:
-            problems = EvalSet.load(args.eval_set).head(split, args.problems)
+            eval_set = EvalSet.load(args.eval_set)
+            if eval_set.comfort_digits != task.comfort_digits:
+                raise ValueError(
+                    f"--eval-set {args.eval_set} holds problems for N={eval_set.comfort_digits}, but "
+                    f"{model_dir} was pre-trained on N={task.comfort_digits} ({split} means other digits)"
+                )
+            problems = eval_set.head(split, args.problems)
         else:
             problems = heldout_eval_set(task.comfort_digits, split, args.problems, 1).head(split)
         counts = correct_counts(
@@ -248,7 +256,9 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _rl_arguments(parser, exclude=PER_RUN)
     parser.add_argument("--threshold", type=float, help="accuracy to reach (default: initial + 0.15)")
-    parser.add_argument("--workers", type=int, help="parallel processes (default: one per CPU core)")
+    parser.add_argument(
+        "--workers", type=positive_int, help="parallel processes, at least 1 (default: one per CPU core)"
+    )
     parser.add_argument("--backend", default="local", choices=BACKENDS, help="where the runs train")
     parser.add_argument("--ray-address", help="ray.init address (default: start or find a local Ray)")
     parser.add_argument(
@@ -258,7 +268,9 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="also pass@k of the final checkpoints, N samples per problem",
     )
-    parser.add_argument("--passk-problems", type=int, default=64, help="held-out problems for --passk")
+    parser.add_argument(
+        "--passk-problems", type=positive_int, default=64, help="held-out problems for --passk"
+    )
     parser.add_argument(
         "--retrain",
         action="store_true",
@@ -279,13 +291,13 @@ def _compare(args: argparse.Namespace) -> int:
 
     methods = comma_list(args.methods)
     if args.betas:
-        methods = beta_sweep(methods, [float(b) for b in comma_list(args.betas)])
+        methods = beta_sweep(methods, number_list(args.betas, "--betas", float))
     from agents.rl.config import RLConfig
 
     overrides = {**parse_settings(args.set), **config_overrides(args, RLConfig, exclude=PER_RUN)}
     settings = CompareSettings(
         methods=tuple(methods),
-        seeds=tuple(int(seed) for seed in comma_list(args.seeds)),
+        seeds=tuple(number_list(args.seeds, "--seeds", int, minimum=0)),
         algos=tuple(comma_list(args.algos)),
         preset=args.preset,
         overrides=tuple(overrides.items()),

@@ -26,6 +26,11 @@ def plot_runs(
 ) -> Path:
     """Sampled accuracy on ``split`` and on ``comfort`` against episodes seen, one line per run."""
     labels = list(labels) if labels else [Path(r).name for r in run_dirs]
+    for run in run_dirs:  # an empty plot with rc 0 would look like a run that never learned
+        if not any(f"{split}_sampled" in row for row in read_metrics(run)):
+            raise ValueError(
+                f"{run} has no {split!r} evaluation in its metrics.csv (--split names the run's split)"
+            )
     figure = Figure(figsize=(10, 3.8))
     axes = figure.subplots(1, 2, sharex=True)
     for run, label in zip(run_dirs, labels, strict=True):

@@ -19,6 +19,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
+from agents.settings import check_field_types
 from arith_gym.tokenizer import PAD_ID, PAD_TOKEN, VOCAB, VOCAB_SIZE
 
 TASK_FILE = "arith_gym.json"
@@ -62,6 +63,11 @@ class TaskInfo:
     temperature: float = 1.0
     size: str = "tiny"
     notes: str = ""
+
+    def __post_init__(self) -> None:
+        check_field_types(self)  # "comfort_digits": "3" is an error naming it, not a TypeError later
+        if self.comfort_digits < 1 or not self.temperature > 0:
+            raise ValueError(f"comfort_digits must be >= 1 and temperature > 0, got {self}")
 
 
 class CheckpointError(ValueError):
@@ -130,9 +136,12 @@ def load_task_info(model_dir: str | Path) -> TaskInfo:
     if not path.is_file():
         raise CheckpointError(f"{model_dir} has no {TASK_FILE}: not an arith_gym reference model directory")
     try:
-        return TaskInfo(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as err:
-        raise CheckpointError(f"{path} is corrupt: {err}") from err
+        values = json.loads(path.read_text())
+        if not isinstance(values, dict):
+            raise ValueError(f"expected a JSON object, got {type(values).__name__}")
+        return TaskInfo(**values)
+    except (json.JSONDecodeError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from None
 
 
 def load_reference(model_dir: str | Path = DEFAULT_REFERENCE) -> tuple[GPT2LMHeadModel, TaskInfo]:
@@ -161,6 +170,7 @@ def load_reference(model_dir: str | Path = DEFAULT_REFERENCE) -> tuple[GPT2LMHea
     except Exception as err:  # transformers raises many types for a damaged directory
         raise CheckpointError(f"could not load the model in {path}: {err}") from err
     check_vocabulary(model)
+    check_tokenizer(path)
     for name, parameter in model.named_parameters():
         if not torch.isfinite(parameter).all():  # damaged bytes load, then poison every sample
             raise CheckpointError(f"{path / 'model.safetensors'} is damaged: {name} holds non-finite values")
@@ -178,6 +188,27 @@ def _no_progress_bar() -> Iterator[None]:
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+def check_tokenizer(model_dir: str | Path) -> None:
+    """Raise ``CheckpointError`` unless the directory's ``tokenizer.json`` (if any) maps every
+    character to the id ``arith_gym.tokenizer`` gives it (a size check alone accepted a tokenizer
+    with '0' and '1' swapped)."""
+    path = Path(model_dir) / "tokenizer.json"
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text())
+        vocab = dict(data["model"]["vocab"])
+        vocab.update({token["content"]: token["id"] for token in data.get("added_tokens", [])})
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from None
+    for expected_id, token in enumerate(VOCAB):
+        if vocab.get(token) != expected_id:
+            raise CheckpointError(
+                f"{path} maps {token!r} to {vocab.get(token)}, arith_gym.tokenizer to {expected_id}: "
+                "a reference model must use arith_gym's token ids"
+            )
 
 
 def check_vocabulary(model: PreTrainedModel) -> None:

@@ -155,6 +155,9 @@ class RLConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         at_least_one = ("update_epochs", "minibatches", "episodes_per_update", "total_episodes")
         at_least_one += ("max_sampling_rounds",)
+        for name in ("seed", "eval_set_seed"):  # numpy's SeedSequence takes no negative entropy
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)}")
         if self.group_size is not None and self.group_size < 1:
             raise ValueError(f"group_size must be at least 1, got {self.group_size}")
         for name in ("final_eval_episodes", "final_comfort_episodes"):

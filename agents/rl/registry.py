@@ -50,6 +50,9 @@ def load_plugin(path: str | Path) -> None:
     except Exception as err:  # noqa: BLE001 -- any error in a user's file is reported as one line
         del sys.modules[module_name]
         raise ValueError(f"--plugin {path}: {type(err).__name__}: {err}") from err
+    except SystemExit as err:  # sys.exit(0) in a plug-in would end the run with rc 0 and no output
+        del sys.modules[module_name]
+        raise ValueError(f"--plugin {path}: the file called sys.exit({err.code!r}) while loading") from None
     _LOADED[resolved] = module_name
 
 
