@@ -17,11 +17,11 @@ the whole context (no KV cache): a T-token episode costs O(T) forward passes ove
 tokens each, where :func:`agents.rl.rollout.collect_rollout` runs one cached token per step.
 :func:`agents.bench.sb3_vs_cached_seconds_per_episode` measures the difference.
 
-**Saving.** ``model.save(path)`` stores all weights (LM, value head, reference) in the zip;
-``PPO.load(path)`` (or ``KLPPO.load``, to keep the penalty) rebuilds the policy from the
-saved ``policy_kwargs`` and then loads those weights. With ``lm_path`` the directory must
-still exist at load time; an ``lm`` object is pickled into the zip's metadata as well, so
-prefer ``lm_path`` for large models.
+**Saving.** Keep the fine-tuned LM as a safetensors model directory
+(``agents.lm.model.save_reference(policy.lm, ...)``; :func:`agents.sb3.train.train_sb3` writes one
+to the run's ``checkpoint/``), which ``load_reference`` and every command load without running
+code. ``model.save(path)`` also stores every weight in SB3's zip, and ``PPO.load(path)`` rebuilds
+the policy from it, but it unpickles whatever the zip holds: load only a zip you made yourself.
 """
 
 from __future__ import annotations
