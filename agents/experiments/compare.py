@@ -12,8 +12,10 @@ directory), then writes to ``OUT``:
 * ``eval_set.json``: the held-out problems every run was evaluated on (checked identical);
 * ``summary.md``: final accuracy per method with CI, the paired (same seed) difference to
   ``uniform`` with its CI (and to ``oracle_critical`` when it ran), the episodes each method
-  needed to reach a threshold, which noise dominates (seeds or the evaluation's), and each
-  run's accuracy with its Wilson interval.
+  needed to reach a threshold, the interquartile mean and the probability of improvement over
+  ``uniform`` (and between every pair) with stratified bootstrap intervals, which noise
+  dominates (seeds or the evaluation's), and each run's accuracy with its Wilson interval;
+* ``profile.png``: each method's performance profile (share of runs above a final accuracy τ).
 
 Runs already finished in ``OUT`` are kept and unfinished ones resume from their checkpoint,
 so an interrupted comparison loses at most one evaluation interval per run.
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 
 from agents.evaluation.heldout import EvalSet, heldout_eval_set
 from agents.evaluation.passk import correct_counts, passk_rows
+from agents.experiments.aggregates import aggregate_markdown, method_scores, plot_profiles
 from agents.experiments.jobs import CompareSettings, Job, final_model_dir, job_status, runs_to_retrain
 from agents.experiments.plots import (
     plot_by_algorithm,
@@ -188,9 +191,12 @@ def report(
     plot_critical(critical, out / "critical.png")
     results, threshold = summarize_methods(evaluations, split, settings.threshold)
     per_run = final_runs(evaluations, split)
+    scores = method_scores(per_run, split)
+    plot_profiles(scores, split, out / "profile.png")
     summary = out / "summary.md"
     summary.write_text(
         summary_markdown(results, split, threshold, command)
+        + aggregate_markdown(scores, split)
         + oracle_gap_markdown(evaluations, split)
         + noise_verdict(per_run, split)
         + timing_markdown(runs)

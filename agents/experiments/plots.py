@@ -41,7 +41,7 @@ def plot_runs(
     for axis, name in zip(axes, (split, "comfort"), strict=True):
         _accuracy_axis(axis, name, "% correct")
     axes[0].legend()
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def _accuracy_axis(axis, name: str, ylabel: str) -> None:
@@ -75,7 +75,7 @@ def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Pat
             _band_line(axis, grouped, f"{label} ({seeds} seed{'s' if seeds > 1 else ''})", scale=100)
         _accuracy_axis(axis, name, "% correct (mean, 95% CI)")
     axes[0].legend()
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def plot_critical(critical: list[dict], out: str | Path) -> Path:
@@ -101,7 +101,7 @@ def plot_critical(critical: list[dict], out: str | Path) -> Path:
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("p(right token), on track")
     axes[0][0].legend(fontsize=8)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def plot_passk(rows: list[dict], out: str | Path) -> Path:
@@ -121,7 +121,7 @@ def plot_passk(rows: list[dict], out: str | Path) -> Path:
     axis.set_ylabel("pass@k %")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def plot_by_reference(evaluations: dict[str, list[dict]], split: str, out: str | Path) -> Path:
@@ -162,10 +162,11 @@ def _panels(
     axes[0].set_ylabel("% correct (mean, 95% CI)")
     if not legend_on_all:
         axes[0].legend(fontsize=8)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
-def _save(figure, out: str | Path) -> Path:
+def save_figure(figure, out: str | Path) -> Path:
+    """Lay ``figure`` out and write it to the PNG ``out`` (its folder made if needed)."""
     figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
