@@ -2,8 +2,8 @@
 that make a transformers ``generate`` / forward play episodes exactly as the env does.
 
 Everything about the task comes from ``arith_gym``: the prompts (``scratchpad.prompt_text``),
-the problems (``operands``, training problems only), where an episode ends
-(``rules.episode_length``: the result line's newline) and the judgement (``rules.judge``).
+the problems (``operands``, training problems only), where an episode ends (the result line's
+newline) and the judgement (``rules.judge``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from arith_gym.operands import split_problems
-from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, RESULT_LINE_TABLE, episode_length, judge
+from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, RESULT_LINE_TABLE, judge
 from arith_gym.scratchpad import prompt_text
-from arith_gym.tokenizer import PAD_ID, PAD_TOKEN, encode
+from arith_gym.tokenizer import PAD_ID, PAD_TOKEN
 
 
 def problem_dataset(split: str, comfort_digits: int, count: int, seed: int = 0):
@@ -47,17 +47,43 @@ def load_tokenizer(model_dir: str | Path):
     return tokenizer
 
 
-def addition_reward(completions: list[str], answer: list[str], **_: Any) -> list[float]:
-    """TRL reward function: 1.0 where the completion, cut where the env would end the episode,
-    is judged right by ``arith_gym.rules.judge``, else 0.0 (also for one that never ends)."""
+def completion_text(completion: object) -> str:
+    """The text of a TRL completion: a string, ``None`` (nothing generated: ``""``), or a chat-style
+    message dict or list of them (their ``content`` joined).
+
+    Raises:
+        TypeError: one line naming the type of a value that holds no text.
+    """
+    if completion is None:
+        return ""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict) and isinstance(completion.get("content", ""), str):
+        return completion.get("content", "")
+    if isinstance(completion, (list, tuple)):
+        return "".join(completion_text(message) for message in completion)
+    raise TypeError(
+        f"cannot score a completion of type {type(completion).__name__}: expected text or chat messages"
+    )
+
+
+def addition_reward(completions: list[object], answer: list[object], **_: Any) -> list[float]:
+    """TRL reward function: 1.0 where the completion states the right result, else 0.0; it never
+    raises on any text.
+
+    The rule is the env's: the episode ends at the result line's newline (the first complete line
+    after the first ``</scratch>\n``), so what follows it is never read, and a completion that never
+    ends is wrong (``arith_gym.rules.judge`` reads exactly that line). Foreign characters, an empty
+    or very long text are judged the same way; only a value with no text at all (not a string,
+    ``None`` or chat messages) or an answer that is not a number is a one-line ``TypeError``/``ValueError``.
+    """
     rewards = []
     for completion, expected in zip(completions, answer, strict=True):
-        ids = encode(completion)
-        length = episode_length(ids.tolist())
-        if length is None:
-            rewards.append(0.0)
-            continue
-        rewards.append(judge(completion[:length], int(expected), 0.0)[2])
+        try:
+            target = int(expected)
+        except (TypeError, ValueError):
+            raise ValueError(f"answer {expected!r} is not an integer") from None
+        rewards.append(judge(completion_text(completion), target, 0.0)[2])
     return rewards
 
 
