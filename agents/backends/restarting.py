@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from agents.backends import UpdateCallback
+from agents.rl.config import RLConfig
 from agents.run_identity import read_progress
 from agents.rundir import CHECKPOINT, METRICS, checkpoint_dir
 
@@ -38,3 +40,31 @@ def reset(run_dir: str | Path) -> None:
     for name in (CHECKPOINT, CHECKPOINT + ".old", CHECKPOINT + ".tmp", "tb"):
         if (run / name).is_dir():
             shutil.rmtree(run / name)
+
+
+class RestartingBackend:
+    """What SB3's and TRL's backends share: ``train`` trains an unfinished run from scratch
+    (:meth:`train_from_scratch`, theirs) after the one rule of :func:`needs_training`."""
+
+    resumable = False
+    label = "this backend's"
+
+    def train(
+        self,
+        config: RLConfig,
+        run_dir: Path,
+        reference: Path,
+        algo: str,
+        on_update: UpdateCallback | None = None,
+        device: str = "cpu",
+        resume: bool | None = None,
+    ) -> Path:
+        if needs_training(run_dir, config.total_episodes, resume, self.label):
+            reset(run_dir)
+            self.train_from_scratch(config, Path(run_dir), Path(reference), algo, on_update, device)
+        return Path(run_dir)
+
+    def train_from_scratch(
+        self, config: RLConfig, run_dir: Path, reference: Path, algo: str, on_update, device: str
+    ) -> None:
+        raise NotImplementedError

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.backends import UpdateCallback
-from agents.backends.restarting import needs_training, reset
+from agents.backends.restarting import RestartingBackend
 from agents.rl.algorithms import algorithm_and_method
 from agents.rl.config import RLConfig
 from agents.sb3.train import SB3_ALGOS, SB3_SETTINGS, check_sb3_config, train_sb3
 
 
-class SB3Backend:
+class SB3Backend(RestartingBackend):
     """``sb3-ppo`` and ``sb3-a2c``, at :data:`~agents.sb3.train.SB3_SETTINGS` in a comparison; an
     interrupted run starts again."""
 
-    resumable = False
+    label = "SB3"
 
     def algorithms(self) -> tuple[str, ...]:
         return SB3_ALGOS
@@ -26,20 +25,10 @@ class SB3Backend:
     def check(self, config: RLConfig, algo: str) -> None:
         check_sb3_config(config, algo)
 
-    def train(
-        self,
-        config: RLConfig,
-        run_dir: Path,
-        reference: Path,
-        algo: str,
-        on_update: UpdateCallback | None = None,
-        device: str = "cpu",
-        resume: bool | None = None,
-    ) -> Path:
-        if needs_training(run_dir, config.total_episodes, resume, "SB3"):
-            reset(run_dir)
-            train_sb3(config, run_dir, reference, algo, on_update=on_update)  # SB3 runs stay on the CPU
-        return Path(run_dir)
+    def train_from_scratch(
+        self, config, run_dir: Path, reference: Path, algo: str, on_update, device
+    ) -> None:
+        train_sb3(config, run_dir, reference, algo, on_update=on_update)  # SB3 runs stay on the CPU
 
 
 BACKEND = SB3Backend()

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.backends import UpdateCallback
-from agents.backends.restarting import needs_training, reset
+from agents.backends.restarting import RestartingBackend
 from agents.rl.algorithms import algorithm_and_method
 from agents.rl.config import RLConfig
 
 
-class TRLBackend:
+class TRLBackend(RestartingBackend):
     """``trl-grpo``: TRL's GRPO at the ``grpo`` algorithm's settings; an interrupted run starts again.
     TRL is imported only when a ``trl-grpo`` run is checked or trained."""
 
-    resumable = False
+    label = "TRL"
 
     def algorithms(self) -> tuple[str, ...]:
         return ("trl-grpo",)
@@ -27,22 +26,12 @@ class TRLBackend:
 
         check_trl_config(config)
 
-    def train(
-        self,
-        config: RLConfig,
-        run_dir: Path,
-        reference: Path,
-        algo: str,
-        on_update: UpdateCallback | None = None,
-        device: str = "cpu",
-        resume: bool | None = None,
-    ) -> Path:
+    def train_from_scratch(
+        self, config, run_dir: Path, reference: Path, algo: str, on_update, device
+    ) -> None:
         from agents.trl.train import train_trl_grpo
 
-        if needs_training(run_dir, config.total_episodes, resume, "TRL"):
-            reset(run_dir)
-            train_trl_grpo(config, run_dir, reference, on_update, device)
-        return Path(run_dir)
+        train_trl_grpo(config, run_dir, reference, on_update, device)
 
 
 BACKEND = TRLBackend()

@@ -49,6 +49,17 @@ from agents.rl.weighting import KL_WEIGHTINGS, TokenBatch, check_weighting, comp
 from agents.sb3.kl_penalty import SB3_BATCH_FIELDS
 from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE
 
+KL_SETTINGS = (
+    "kl_weighting",
+    "kl_coef",
+    "kl_estimator",
+    "beta",
+    "weight_floor",
+    "certainty_kind",
+    "certainty_temperature",
+)
+"""The policy's keywords of the KL to the reference, named as the RLConfig fields they mirror."""
+
 
 def _load_lm(source: PreTrainedModel | PretrainedConfig | str | Path, what: str) -> tuple[nn.Module, float]:
     """A private copy of ``source`` and its recorded temperature (1.0 when none is recorded).
@@ -183,13 +194,7 @@ class _LMPolicyMixin:
             lm=self.lm.config,
             temperature=self.temperature,
             value_hidden=self.value_hidden,
-            kl_weighting=self.kl_weighting,
-            kl_coef=self.kl_coef,
-            kl_estimator=self.kl_estimator,
-            beta=self.beta,
-            weight_floor=self.weight_floor,
-            certainty_kind=self.certainty_kind,
-            certainty_temperature=self.certainty_temperature,
+            **{name: getattr(self, name) for name in KL_SETTINGS},
             gradient_checkpointing=self.gradient_checkpointing,
             reference=None if self.reference is None else self.reference.config,
         )
@@ -266,16 +271,7 @@ class _LMPolicyMixin:
     @property
     def weighting_config(self) -> RLConfig:
         """The settings the policy's KL weighting reads (:func:`agents.rl.weighting.compute_weights`)."""
-        return RLConfig(
-            kl_weighting=self.kl_weighting,
-            kl_coef=self.kl_coef,
-            kl_estimator=self.kl_estimator,
-            beta=self.beta,
-            weight_floor=self.weight_floor,
-            certainty_kind=self.certainty_kind,
-            certainty_temperature=self.certainty_temperature,
-            temperature=self.temperature,
-        )
+        return RLConfig(temperature=self.temperature, **{name: getattr(self, name) for name in KL_SETTINGS})
 
     @torch.no_grad()
     def kl_terms(

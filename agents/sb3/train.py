@@ -24,7 +24,7 @@ from agents.rl.trainer import prepared_config
 from agents.rl.weighting import check_weighting
 from agents.sb3.env import make_sb3_env
 from agents.sb3.kl_penalty import KLA2C, KLPPO, SB3_BATCH_FIELDS
-from agents.sb3.policy import LMActorCriticPolicy
+from agents.sb3.policy import KL_SETTINGS, LMActorCriticPolicy
 from arith_gym.operands import sample_operands
 from arith_gym.rules import EnvConfig
 from arith_gym.scratchpad import target_text
@@ -55,17 +55,7 @@ ALGORITHM_ARGUMENTS: dict[str, str] = {
 """RLConfig field -> the keyword of SB3's PPO and A2C that takes it."""
 PPO_ARGUMENTS: dict[str, str] = {"update_epochs": "n_epochs", "clip_coef": "clip_range"}
 """RLConfig field -> SB3 PPO keyword (A2C takes one gradient step per rollout, unclipped)."""
-POLICY_ARGUMENTS: tuple[str, ...] = (
-    "temperature",
-    "value_hidden",
-    "kl_weighting",
-    "kl_coef",
-    "kl_estimator",
-    "beta",
-    "weight_floor",
-    "certainty_kind",
-    "certainty_temperature",
-)
+POLICY_ARGUMENTS: tuple[str, ...] = ("temperature", "value_hidden", *KL_SETTINGS)
 """:class:`~agents.sb3.policy.LMActorCriticPolicy` keywords named as the RLConfig fields."""
 USED_HERE: tuple[str, ...] = (
     "algo",  # the local algorithm: an SB3 run takes its own (sb3-ppo / sb3-a2c)
