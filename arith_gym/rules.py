@@ -318,6 +318,18 @@ def _result_line_automaton() -> np.ndarray:
     return table
 
 
+def result_line_table(vocab_size: int) -> np.ndarray:
+    """:data:`RESULT_LINE_TABLE` for a task whose token ids run to ``vocab_size`` (the characters
+    after the addition vocabulary are never part of ``</scratch>``: they break a partial match)."""
+    table = _result_line_automaton()
+    extra = vocab_size - table.shape[1]
+    if extra <= 0:
+        return table[:, :vocab_size]
+    column = np.zeros((table.shape[0], 1), dtype=np.int64)
+    column[-2:, 0] = [table.shape[0] - 2, table.shape[0] - 1]  # the result line and its end hold
+    return np.hstack([table, np.repeat(column, extra, axis=1)])
+
+
 RESULT_LINE_TABLE: np.ndarray = _result_line_automaton()
 """``RESULT_LINE_TABLE[state, token]``: the automaton's next state (int64 array, for batches)."""
 RESULT_LINE_NEXT: list[list[int]] = RESULT_LINE_TABLE.tolist()

@@ -1,8 +1,11 @@
-"""The fixed character vocabulary of the addition task.
+"""The fixed character vocabulary: one token per character.
 
-One token per character. The order is fixed forever (a token id means the same thing
-in every release): the characters the scratchpad format can produce in ASCII order,
-then the padding token, which the format never produces.
+The order is fixed forever (a token id means the same thing in every release): the 41 tokens of
+the addition task (:data:`VOCAB`: the characters its scratchpad format can produce in ASCII
+order, then the padding token, which the format never produces), then the characters other tasks
+added (:data:`EXTRA_CHARACTERS`), append-only: a new task's new characters get new ids after the
+existing ones, so every shipped model (41 tokens) and every test stays valid. A task's vocabulary
+is a prefix of :data:`CHARACTERS` (:attr:`arith_gym.task.Task.vocab_size`).
 """
 
 from __future__ import annotations
@@ -21,14 +24,19 @@ VOCAB: tuple[str, ...] = (
 )  # fmt: skip
 PAD_ID = VOCAB.index(PAD_TOKEN)
 VOCAB_SIZE = len(VOCAB)
-TOKEN_TO_ID: dict[str, int] = {token: i for i, token in enumerate(VOCAB)}
+"""The addition task's vocabulary size (the shipped models' 41)."""
+EXTRA_CHARACTERS: tuple[str, ...] = ("*",)
+"""Characters added after the addition vocabulary (ids from 41 on), append-only: ``*`` (multiply)."""
+CHARACTERS: tuple[str, ...] = VOCAB + EXTRA_CHARACTERS
+"""Every token id's text, in id order."""
+TOKEN_TO_ID: dict[str, int] = {token: i for i, token in enumerate(CHARACTERS)}
 
 # Every character token is one ASCII byte, so text <-> ids is a byte-table lookup.
 _BYTE_TO_ID = np.full(256, -1, dtype=np.int64)
 for _token, _id in TOKEN_TO_ID.items():
     if _token != PAD_TOKEN:
         _BYTE_TO_ID[ord(_token)] = _id
-ID_TO_BYTE = np.array([ord(t) if t != PAD_TOKEN else 0 for t in VOCAB], dtype=np.uint8)
+ID_TO_BYTE = np.array([ord(t) if t != PAD_TOKEN else 0 for t in CHARACTERS], dtype=np.uint8)
 
 
 def encode(text: str) -> np.ndarray:
@@ -50,14 +58,14 @@ def decode(ids: Iterable[int] | np.ndarray, *, skip_pad: bool = False) -> str:
     """The text of token ``ids``; the pad token reads ``<pad>`` unless ``skip_pad``.
 
     Raises:
-        ValueError: if an id is outside ``0..VOCAB_SIZE-1``.
+        ValueError: if an id is outside ``0..len(CHARACTERS)-1``.
     """
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    if ((ids < 0) | (ids >= VOCAB_SIZE)).any():
-        bad = ids[(ids < 0) | (ids >= VOCAB_SIZE)][0]
-        raise ValueError(f"token id {bad} is outside the vocabulary (0..{VOCAB_SIZE - 1})")
+    outside = (ids < 0) | (ids >= len(CHARACTERS))
+    if outside.any():
+        raise ValueError(f"token id {ids[outside][0]} is outside the vocabulary (0..{len(CHARACTERS) - 1})")
     if skip_pad:
         ids = ids[ids != PAD_ID]
     elif (ids == PAD_ID).any():
-        return "".join(VOCAB[i] for i in ids)
+        return "".join(CHARACTERS[i] for i in ids)
     return ID_TO_BYTE[ids].tobytes().decode("ascii")

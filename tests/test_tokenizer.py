@@ -8,7 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arith_gym.scratchpad import prompt_text, target_text
-from arith_gym.tokenizer import ID_TO_BYTE, PAD_ID, PAD_TOKEN, TOKEN_TO_ID, VOCAB, VOCAB_SIZE, decode, encode
+from arith_gym.tokenizer import (
+    CHARACTERS,
+    ID_TO_BYTE,
+    PAD_ID,
+    PAD_TOKEN,
+    TOKEN_TO_ID,
+    VOCAB,
+    VOCAB_SIZE,
+    decode,
+    encode,
+)
 
 OPERAND = st.integers(min_value=0, max_value=10**40 - 1)
 
@@ -63,7 +73,11 @@ def test_pad_decoding() -> None:
     assert decode([]) == ""
 
 
-@pytest.mark.parametrize("bad", [-1, VOCAB_SIZE, 1000])
+@pytest.mark.parametrize("bad", [-1, len(CHARACTERS), 1000])
 def test_decode_rejects_ids_outside_the_vocabulary(bad: int) -> None:
     with pytest.raises(ValueError, match=str(bad)):
         decode([1, bad])
+
+
+def test_ids_past_the_addition_vocabulary_are_the_other_tasks_characters() -> None:
+    assert decode([VOCAB_SIZE]) == "*" and encode("*").tolist() == [VOCAB_SIZE]

@@ -1,0 +1,188 @@
+"""One environment for every registered task (:mod:`arith_gym.task`).
+
+``gym.make("arith_gym/Multiply-v0", comfort_digits=3, split="plus1")`` (or ``MultiSum-v0``, or
+a task of your own) makes a :class:`TaskEnv`; ``gym.make_vec`` runs copies of it side by side.
+``arith_gym/Addition-v0`` keeps its own faster environment (:class:`arith_gym.env.AdditionEnv`,
+and its vector env), which plays exactly what this one plays with the addition task (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from arith_gym import operands
+from arith_gym.rules import EPISODE_STEP_SLACK, RENDER_MODES, REWARD_MODES, judge, result_line_table
+from arith_gym.rules import RESULT_LINE_START as START
+from arith_gym.scratchpad import CriticalToken
+from arith_gym.task import ProblemKey, Task, get_task, in_problem_set
+from arith_gym.tokenizer import CHARACTERS, PAD_ID, encode
+
+
+class TaskEnv(gym.Env):
+    """A task's problems played one character token per step.
+
+    ## Action Space
+
+    ``Discrete(task.vocab_size)``: the id of the next character (:data:`~arith_gym.tokenizer.CHARACTERS`).
+
+    ## Observation Space
+
+    ``Box(0, task.vocab_size - 1, (context_length,), int64)``: the prompt's ids, then the ids
+    generated so far, then the pad id.
+
+    ## Rewards and Episode End
+
+    As :class:`arith_gym.env.AdditionEnv`: the episode terminates at the result line's newline
+    (or when the pad token is played, as wrong) and is truncated after ``max_episode_steps``
+    tokens; the last step pays 1 if the result line states the task's answer, else 0
+    (``reward_mode="binary"``) or -1 (``"ternary"``).
+
+    ## Info
+
+    ``problem`` (the task's key tuple), ``prompt``, ``target``, ``text``, ``on_track`` and
+    ``critical`` (the :class:`~arith_gym.scratchpad.CriticalToken` of a decision this step made
+    while on track, its ``kind`` one of ``task.critical_kinds``); on the last step ``correct`` and
+    ``result``.
+
+    ## Arguments
+
+    ``task`` (a registered name or a task object), ``comfort_digits`` (N), ``split``
+    (``comfort`` or ``plus{k}``), ``reward_mode``, ``max_episode_steps`` (default: the split's
+    longest target + 100), ``render_mode`` (None or ``ansi``), ``problem_set`` (``all``,
+    ``train``, ``heldout``). ``reset(options={"problem": key})`` plays a given problem.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 30}
+
+    def __init__(
+        self,
+        task: str | Task = "Addition",
+        comfort_digits: int = 3,
+        split: str = "plus1",
+        reward_mode: str = "binary",
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        problem_set: str = "all",
+    ) -> None:
+        self.task = get_task(task)
+        if (
+            isinstance(comfort_digits, bool)
+            or not isinstance(comfort_digits, (int, np.integer))
+            or comfort_digits < 1
+        ):
+            raise ValueError(f"comfort_digits must be an integer >= 1, got {comfort_digits!r}")
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
+        self.comfort_digits, self.split = int(comfort_digits), split
+        operands.split_offset(split)
+        self.problem_set = operands.check_problem_set(problem_set)
+        longest = self.task.longest(split, self.comfort_digits)
+        self.max_prompt = len(self.task.prompt(longest))
+        self.max_target = len(self.task.target(longest, self.comfort_digits)[0])
+        self.max_episode_steps = max_episode_steps or self.max_target + EPISODE_STEP_SLACK
+        self.context_length = self.max_prompt + self.max_episode_steps
+        self.wrong_reward = -1.0 if reward_mode == "ternary" else 0.0
+        self.render_mode = render_mode
+        vocab = self.task.vocab_size
+        self.action_space = spaces.Discrete(vocab)
+        self.observation_space = spaces.Box(0, vocab - 1, shape=(self.context_length,), dtype=np.int64)
+        self._table = result_line_table(vocab).tolist()
+        self._ended = len(self._table) - 1
+        self._obs = np.full(self.context_length, PAD_ID, dtype=np.int64)
+        self._done = True
+        self.problem: ProblemKey | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode: a sampled problem, or ``options={"problem": key}``."""
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"problem"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; allowed: ['problem']")
+        if options.get("problem") is not None:
+            problem = self.task.check(options["problem"])
+            if not in_problem_set(self.task, problem, self.problem_set):
+                raise ValueError(f"problem {problem} is not in this env's problem_set={self.problem_set!r}")
+        else:
+            problem = self.task.sample(self.np_random, self.split, self.comfort_digits, self.problem_set)
+        self.problem = problem
+        self._prompt = self.task.prompt(problem)
+        self._target, records = self.task.target(problem, self.comfort_digits)
+        self._target_ids = encode(self._target).tolist()
+        kinds = self.task.critical_kinds
+        self._critical_at = {
+            r[0]: CriticalToken(r[0], r[1], r[2], r[3], kinds[r[4]])
+            for r in records  # type: ignore[arg-type]
+        }
+        prompt_ids = encode(self._prompt)
+        if len(prompt_ids) + 1 > self.context_length:
+            raise ValueError(
+                f"problem {problem} does not fit this environment (prompt of {len(prompt_ids)} tokens)"
+            )
+        self._obs.fill(PAD_ID)
+        self._obs[: len(prompt_ids)] = prompt_ids
+        self._length, self._text, self._on_track = len(prompt_ids), "", True
+        self._state, self._done = START, False
+        return self._obs.copy(), self._info(None)
+
+    def step(self, action: int):
+        """Append token ``action``; see the class docstring for rewards and episode end."""
+        if self._done:
+            raise gym.error.ResetNeeded(
+                "step() called before reset() or after the episode ended; call reset() first"
+            )
+        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+            raise TypeError(f"action must be an integer token id, got {action!r}")
+        token = int(action)
+        if not 0 <= token < self.task.vocab_size:
+            raise ValueError(f"action {token} is outside the action space Discrete({self.task.vocab_size})")
+        position = len(self._text)
+        critical = self._critical_at.get(position) if self._on_track else None
+        if token == PAD_ID:
+            self._on_track, terminated = False, True
+        else:
+            self._obs[self._length] = token
+            self._length += 1
+            self._text += CHARACTERS[token]
+            target = self._target_ids
+            self._on_track = self._on_track and position < len(target) and target[position] == token
+            self._state = self._table[self._state][token]
+            terminated = self._state == self._ended
+        truncated = not terminated and (
+            len(self._text) >= self.max_episode_steps or self._length >= self.context_length
+        )
+        info = self._info(critical)
+        reward = 0.0
+        if terminated or truncated:
+            self._done = True
+            info["correct"], info["result"], reward = judge(
+                self._text, self.task.answer(self.problem), self.wrong_reward
+            )
+        return self._obs.copy(), reward, terminated, truncated, info
+
+    def _info(self, critical: CriticalToken | None) -> dict[str, Any]:
+        return {
+            "problem": self.problem,
+            "prompt": self._prompt,
+            "target": self._target,
+            "text": self._text,
+            "on_track": self._on_track,
+            "critical": critical,
+        }
+
+    def render(self) -> str | None:
+        """``"ansi"``: return prompt + generated text; ``"human"``: print it."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
+            return None
+        text = (self._prompt + self._text) if self.problem is not None else ""
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
