@@ -14,8 +14,10 @@ from agents.cli.registry import add_device, comma_list, command
 def _pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     from agents.lm.model import SIZES
     from agents.lm.pretrain import UNSCORED_CHOICES, PretrainConfig
+    from arith_gym.task import TASKS
 
     default = PretrainConfig()
+    parser.add_argument("--task", default="Addition", choices=sorted(TASKS), help="the task (docs/tasks.md)")
     parser.add_argument("--digits", type=int, default=3, help="comfort zone N: operands of 1..N digits")
     parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model size preset")
     parser.add_argument("--out", required=True, help="run directory; the model is saved there when done")
@@ -46,7 +48,11 @@ def _pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser)
 
 
-@command("pretrain", "pre-train a reference model on 1..N-digit addition", _pretrain_arguments)
+@command(
+    "pretrain",
+    "pre-train a reference model on a task's comfort zone (1..N-digit addition)",
+    _pretrain_arguments,
+)
 def _pretrain(args: argparse.Namespace) -> int:
     from agents.lm.pretrain import PretrainConfig, pretrain, progress_evaluator
 

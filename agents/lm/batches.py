@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
+from arith_gym.task import Task, get_task
 from arith_gym.tokenizer import PAD_ID, encode
 
 IGNORE_INDEX = -100
@@ -17,18 +17,21 @@ IGNORE_INDEX = -100
 
 
 def make_batch(
-    problems: list[tuple[int, int]],
+    problems: list[tuple[int, ...]],
     offsets: np.ndarray | None = None,
     unscored_critical_of: int | None = None,
-    unscored_kinds: frozenset[str] = frozenset({"comma", "digit"}),
+    unscored_kinds: frozenset[str] | None = None,
+    task: str | Task = "Addition",
 ) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` (target only).
+    """Right-padded ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` (target only)
+    of ``task``'s ``problems``.
 
-    With ``unscored_critical_of=N`` the structural critical tokens of ``unscored_kinds`` for a
-    comfort zone of N digits get no label (problems within the comfort zone have none).
+    With ``unscored_critical_of=N`` the structural critical tokens of ``unscored_kinds`` (None:
+    every kind of the task) for a comfort zone of N get no label (problems within it have none).
     """
-    prompts = [encode(prompt_text(a, b)) for a, b in problems]
-    targets = [encode(target_text(a, b)) for a, b in problems]
+    task = get_task(task)
+    prompts = [encode(task.prompt(problem)) for problem in problems]
+    targets = [encode(task.target(problem, 1)[0]) for problem in problems]  # the text is N's too
     width = max(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
     input_ids = np.full((len(problems), width), PAD_ID, dtype=np.int64)
     labels = np.full_like(input_ids, IGNORE_INDEX)
@@ -39,9 +42,11 @@ def make_batch(
         labels[row, len(prompt) : end] = target
         attention[row, :end] = 1
         if unscored_critical_of is not None:
-            a, b = problems[row]
+            kinds = task.critical_kinds
             critical = [
-                t.position for t in critical_tokens(a, b, unscored_critical_of) if t.kind in unscored_kinds
+                record[0]
+                for record in task.target(problems[row], unscored_critical_of)[1]
+                if unscored_kinds is None or kinds[record[4]] in unscored_kinds
             ]
             labels[row, len(prompt) + np.asarray(critical, dtype=np.int64)] = IGNORE_INDEX
     positions = np.tile(np.arange(width), (len(problems), 1))  # writable: torch shares the memory

@@ -20,7 +20,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTraine
 from transformers.utils import logging as hf_logging
 
 from agents.settings import check_field_types
-from arith_gym.tokenizer import PAD_ID, PAD_TOKEN, VOCAB, VOCAB_SIZE
+from arith_gym.task import get_task
+from arith_gym.tokenizer import CHARACTERS, PAD_ID, PAD_TOKEN, VOCAB_SIZE
 
 TASK_FILE = "arith_gym.json"
 CHECKPOINTS_DIR = Path(__file__).parent.parent / "checkpoints"  # agents/checkpoints
@@ -63,24 +64,35 @@ class TaskInfo:
     temperature: float = 1.0
     size: str = "tiny"
     notes: str = ""
+    task: str = "Addition"
+    """The registered task (:mod:`arith_gym.task`) it was trained on (a card without one: addition)."""
 
     def __post_init__(self) -> None:
         check_field_types(self)  # "comfort_digits": "3" is an error naming it, not a TypeError later
         if self.comfort_digits < 1 or not self.temperature > 0:
             raise ValueError(f"comfort_digits must be >= 1 and temperature > 0, got {self}")
+        get_task(self.task)  # an unknown task is named
+
+    @property
+    def vocab_size(self) -> int:
+        """The task's vocabulary: the first ``vocab_size`` ids of ``arith_gym.tokenizer.CHARACTERS``."""
+        return get_task(self.task).vocab_size
 
 
 class CheckpointError(ValueError):
     """A model directory is missing, incomplete or does not fit the arith_gym vocabulary."""
 
 
-def build_model(size: str | ModelSize = "tiny", seed: int | None = None) -> GPT2LMHeadModel:
-    """A freshly initialised GPT-2 with the arith_gym vocabulary and dropout off."""
+def build_model(
+    size: str | ModelSize = "tiny", seed: int | None = None, vocab_size: int = VOCAB_SIZE
+) -> GPT2LMHeadModel:
+    """A freshly initialised GPT-2 with the arith_gym vocabulary (its first ``vocab_size`` ids:
+    addition's 41 by default) and dropout off."""
     shape = _size(size)
     if seed is not None:
         torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         n_positions=shape.n_positions,
         n_embd=shape.n_embd,
         n_layer=shape.n_layer,
@@ -104,9 +116,10 @@ def _size(size: str | ModelSize) -> ModelSize:
     return SIZES[size]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A ``PreTrainedTokenizerFast`` with exactly the ids of ``arith_gym.tokenizer``."""
-    vocab = {token: i for i, token in enumerate(VOCAB)}
+def build_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
+    """A ``PreTrainedTokenizerFast`` with exactly the ids of ``arith_gym.tokenizer`` (its first
+    ``vocab_size`` characters)."""
+    vocab = {token: i for i, token in enumerate(CHARACTERS[:vocab_size])}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=PAD_TOKEN))
     # One token per character, newlines included.
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
@@ -125,7 +138,7 @@ def save_reference(model: PreTrainedModel, out_dir: str | Path, task: TaskInfo) 
     out.mkdir(parents=True, exist_ok=True)
     with _no_progress_bar():
         model.save_pretrained(out, safe_serialization=True)
-    build_tokenizer().save_pretrained(out)
+    build_tokenizer(task.vocab_size).save_pretrained(out)
     (out / TASK_FILE).write_text(json.dumps(asdict(task), indent=2) + "\n")
     return out
 
@@ -169,8 +182,8 @@ def load_reference(model_dir: str | Path = DEFAULT_REFERENCE) -> tuple[GPT2LMHea
             model = GPT2LMHeadModel.from_pretrained(path, config=config, local_files_only=True)
     except Exception as err:  # transformers raises many types for a damaged directory
         raise CheckpointError(f"could not load the model in {path}: {err}") from err
-    check_vocabulary(model)
-    check_tokenizer(path)
+    check_vocabulary(model, task.vocab_size)
+    check_tokenizer(path, task.vocab_size)
     for name, parameter in model.named_parameters():
         if not torch.isfinite(parameter).all():  # damaged bytes load, then poison every sample
             raise CheckpointError(f"{path / 'model.safetensors'} is damaged: {name} holds non-finite values")
@@ -190,7 +203,7 @@ def _no_progress_bar() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def check_tokenizer(model_dir: str | Path) -> None:
+def check_tokenizer(model_dir: str | Path, vocab_size: int = VOCAB_SIZE) -> None:
     """Raise ``CheckpointError`` unless the directory's ``tokenizer.json`` (if any) maps every
     character to the id ``arith_gym.tokenizer`` gives it (a size check alone accepted a tokenizer
     with '0' and '1' swapped)."""
@@ -203,7 +216,7 @@ def check_tokenizer(model_dir: str | Path) -> None:
         vocab.update({token["content"]: token["id"] for token in data.get("added_tokens", [])})
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} is corrupt: {err}") from None
-    for expected_id, token in enumerate(VOCAB):
+    for expected_id, token in enumerate(CHARACTERS[:vocab_size]):
         if vocab.get(token) != expected_id:
             raise CheckpointError(
                 f"{path} maps {token!r} to {vocab.get(token)}, arith_gym.tokenizer to {expected_id}: "
@@ -211,13 +224,14 @@ def check_tokenizer(model_dir: str | Path) -> None:
             )
 
 
-def check_vocabulary(model: PreTrainedModel) -> None:
-    """Raise ``CheckpointError`` unless ``model`` reads and writes arith_gym token ids."""
+def check_vocabulary(model: PreTrainedModel, vocab_size: int = VOCAB_SIZE) -> None:
+    """Raise ``CheckpointError`` unless ``model`` reads and writes the ``vocab_size`` first arith_gym
+    token ids (addition's 41 by default; a task's own, :attr:`TaskInfo.vocab_size`)."""
     size = model.get_input_embeddings().num_embeddings
-    if size != VOCAB_SIZE or model.config.vocab_size != VOCAB_SIZE:
+    if size != vocab_size or model.config.vocab_size != vocab_size:
         raise CheckpointError(
-            f"model vocabulary has {size} tokens but arith_gym's has {VOCAB_SIZE}: "
-            "a reference model must be trained with arith_gym.tokenizer.VOCAB"
+            f"model vocabulary has {size} tokens but the task's has {vocab_size}: "
+            "a reference model must be trained with arith_gym.tokenizer's characters"
         )
 
 

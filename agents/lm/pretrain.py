@@ -28,6 +28,7 @@ from agents.lm.batches import make_batch
 from agents.lm.decoding import GREEDY
 from agents.lm.episodes import play_episodes
 from agents.lm.model import TaskInfo, build_model, load_reference, save_reference
+from agents.lm.task_episodes import play_task_episodes
 from agents.rundir import (
     CHECKPOINT,
     METRICS,
@@ -42,13 +43,15 @@ from agents.rundir import (
 )
 from agents.settings import check_field_types, settings_from_mapping
 from arith_gym.operands import problems_with_digits, sample_operands, split_for
+from arith_gym.task import get_task
 
-UNSCORED_CHOICES: dict[str, frozenset[str]] = {
+UNSCORED_CHOICES: dict[str, frozenset[str] | None] = {
     "none": frozenset(),
-    "all": frozenset({"comma", "digit"}),
+    "all": None,
     "commas": frozenset({"comma"}),
 }
-"""``--unscored-critical`` choices: the critical-token kinds they leave out of the loss."""
+"""``--unscored-critical`` choices: the critical-token kinds they leave out of the loss (None: every
+kind of the task: addition's commas and digits, multiply's lines, a sum's pluses)."""
 CONFIG_FILE = "pretrain_config.json"
 
 
@@ -57,6 +60,9 @@ class PretrainConfig:
     """Everything that defines a pre-training run (saved beside its checkpoints)."""
 
     comfort_digits: int = 3
+    """N: the task's difficulty in pre-training (addition: operands of 1..N digits)."""
+    task: str = "Addition"
+    """A registered task (:mod:`arith_gym.task`): ``Addition``, ``Multiply``, ``MultiSum``, ..."""
     size: str = "tiny"
     steps: int = 3000
     batch_size: int = 32
@@ -103,6 +109,7 @@ class PretrainConfig:
             raise ValueError(
                 f"unscored_critical must be one of {tuple(UNSCORED_CHOICES)}, got {self.unscored_critical!r}"
             )
+        get_task(self.task)  # an unknown task is named
         if self.warmup_steps < 0 or self.max_position_offset < 0:
             raise ValueError("warmup_steps and max_position_offset must be non-negative")
 
@@ -115,11 +122,12 @@ class PretrainConfig:
         return settings_from_mapping(cls, values, source)
 
 
-def sample_training_problem(rng: np.random.Generator, config: PretrainConfig) -> tuple[int, int]:
-    """One problem of the pre-training mix."""
-    if config.glimpse_share > 0 and rng.random() < config.glimpse_share:
-        return sample_operands(rng, "plus1", config.comfort_digits)
-    return sample_operands(rng, "comfort", config.comfort_digits)
+def sample_training_problem(rng: np.random.Generator, config: PretrainConfig) -> tuple[int, ...]:
+    """One problem of the pre-training mix (addition draws exactly what it always drew)."""
+    split = "plus1" if config.glimpse_share > 0 and rng.random() < config.glimpse_share else "comfort"
+    if config.task == "Addition":
+        return sample_operands(rng, split, config.comfort_digits)
+    return get_task(config.task).sample(rng, split, config.comfort_digits, "all")
 
 
 def next_batch(rng: np.random.Generator, config: PretrainConfig) -> dict[str, torch.Tensor]:
@@ -128,7 +136,8 @@ def next_batch(rng: np.random.Generator, config: PretrainConfig) -> dict[str, to
     if config.max_position_offset > 0:
         offsets = rng.integers(0, config.max_position_offset + 1, size=config.batch_size)
     kinds = UNSCORED_CHOICES[config.unscored_critical]
-    return make_batch(problems, offsets, config.comfort_digits if kinds else None, kinds)
+    unscored = config.comfort_digits if kinds is None or kinds else None
+    return make_batch(problems, offsets, unscored, kinds, config.task)
 
 
 def make_optimizer(model: torch.nn.Module, config: PretrainConfig):
@@ -151,7 +160,7 @@ def save_state(
 ) -> None:
     """Write a resumable checkpoint atomically (a crash mid-write leaves the previous one intact)."""
     with write_dir(out_dir / CHECKPOINT) as tmp:
-        save_reference(model, tmp, TaskInfo(config.comfort_digits, config.temperature, config.size))
+        save_reference(model, tmp, task_info(config))
         state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -165,6 +174,7 @@ def save_state(
 def load_state(out_dir: Path, config: PretrainConfig, device: str | torch.device = "cpu"):
     """Model, optimizer, scheduler, data generator and step of the checkpoint in ``out_dir``."""
     saved = load_trainer_state(out_dir)
+    saved["config"] = {"task": "Addition", **saved["config"]}  # written before tasks: addition
     if saved["config"] != asdict(config):
         changed = {k for k in saved["config"] if saved["config"][k] != asdict(config).get(k)}
         raise ValueError(f"--resume with different settings than the checkpoint: {sorted(changed)}")
@@ -210,7 +220,9 @@ def pretrain(
         model, optimizer, scheduler, rng, step = load_state(out, config, device)
         trim_metrics(out, "step", step)
     else:
-        model = build_model(config.size, seed=config.seed).to(device)
+        model = build_model(config.size, seed=config.seed, vocab_size=get_task(config.task).vocab_size).to(
+            device
+        )
         optimizer, scheduler = make_optimizer(model, config)
         rng, step = np.random.default_rng(config.seed), 0
         (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
@@ -250,8 +262,13 @@ def pretrain(
     model.eval()
     if step < config.steps:
         return model
-    save_reference(model.cpu(), out, TaskInfo(config.comfort_digits, config.temperature, config.size))
+    save_reference(model.cpu(), out, task_info(config))
     return model.to(device)
+
+
+def task_info(config: PretrainConfig) -> TaskInfo:
+    """What the model directory records of the run (its N, temperature, size and task)."""
+    return TaskInfo(config.comfort_digits, config.temperature, config.size, task=config.task)
 
 
 def progress_evaluator(problems: int | None = None, seed: int = 0):
@@ -262,6 +279,13 @@ def progress_evaluator(problems: int | None = None, seed: int = 0):
         rng = np.random.default_rng(seed)
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
         n = config.comfort_digits
+        if config.task != "Addition":  # any other task: its own draws, played through its env
+            task = get_task(config.task)
+            comfort = [task.sample(rng, "comfort", n, "heldout") for _ in range(count)]
+            harder = [task.sample(rng, "plus1", n, "heldout") for _ in range(count)]
+            greedy, _ = play_task_episodes(model, task, comfort, n, "comfort", GREEDY, generator)
+            sampled, _ = play_task_episodes(model, task, harder, n, "plus1", config.temperature, generator)
+            return {"comfort_greedy": float(greedy.mean()), "plus1_sampled": float(sampled.mean())}
         comfort = problems_with_digits(rng, n, "varying", count)
         harder = problems_with_digits(rng, n + 1, "varying", count)
         greedy, _ = play_episodes(model, comfort, n, "comfort", GREEDY, generator)
