@@ -1,0 +1,89 @@
+"""Models of any task: pre-training batches, model cards, and episodes played through the task's env."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agents.lm.batches import IGNORE_INDEX, make_batch
+from agents.lm.decoding import GREEDY
+from agents.lm.model import CheckpointError, TaskInfo, build_model, load_reference, load_task_info
+from agents.lm.pretrain import PretrainConfig, pretrain
+from agents.lm.task_episodes import play_task_episodes
+from arith_gym.task import get_task
+from arith_gym.tokenizer import encode
+
+
+def test_a_glimpse_problem_leaves_the_tasks_decisions_unscored():
+    problem = (1234, 7)
+    batch = make_batch([problem], unscored_critical_of=3, task="Multiply")
+    prompt = len("Input:\n1234*7\nTarget:\n")
+    text, records = get_task("Multiply").target(problem, 3)
+    labels = batch["labels"][0, prompt : prompt + len(text)]
+    unscored = (labels == IGNORE_INDEX).nonzero().squeeze(1).tolist()
+    assert unscored == [record[0] for record in records] == [text.index("1*7")]
+    assert make_batch([problem], task="Multiply")["labels"][0, prompt:].ne(IGNORE_INDEX).sum() == len(text)
+
+
+def test_addition_batches_are_what_they_were():
+    problems = [(95, 8), (1234, 5678)]
+    batch = make_batch(problems, unscored_critical_of=3, unscored_kinds=frozenset({"comma"}))
+    from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
+
+    for row, (a, b) in enumerate(problems):
+        prompt, target = encode(prompt_text(a, b)), encode(target_text(a, b))
+        expected = target.copy()
+        for token in critical_tokens(a, b, 3):
+            if token.kind == "comma":
+                expected[token.position] = IGNORE_INDEX
+        labels = batch["labels"][row, len(prompt) : len(prompt) + len(target)].numpy()
+        assert np.array_equal(labels, expected)
+
+
+def test_a_card_without_a_task_is_addition_and_an_unknown_task_is_named(micro_reference_dir, tmp_path):
+    assert load_task_info(micro_reference_dir).task == "Addition"
+    card = json.loads((micro_reference_dir / "arith_gym.json").read_text())
+    assert "task" in card or TaskInfo(**card).task == "Addition"
+    with pytest.raises(ValueError, match="unknown task 'Division'"):
+        TaskInfo(comfort_digits=2, task="Division")
+
+
+@torch.no_grad()
+def _greedy_by_whole_context(model, task, problem, comfort_digits, split):
+    from arith_gym.task_env import TaskEnv
+
+    env = TaskEnv(task, comfort_digits, split)
+    _, info = env.reset(options={"problem": problem})
+    ids = list(encode(info["prompt"]))
+    while True:
+        token = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+        _, _, terminated, truncated, info = env.step(token)
+        if terminated or truncated:
+            return info["text"]
+        ids.append(token)
+
+
+@pytest.mark.parametrize("name", ["Multiply", "MultiSum", "Addition"])
+def test_cached_batched_episodes_equal_whole_context_greedy_decoding(name):
+    task = get_task(name)
+    model = build_model("micro", seed=1, vocab_size=task.vocab_size).eval()
+    rng = np.random.default_rng(0)
+    problems = [task.sample(rng, "plus1", 2, "all") for _ in range(4)]
+    _, texts = play_task_episodes(model, task, problems, 2, "plus1", GREEDY, batch=3)
+    for problem, text in zip(problems, texts, strict=True):
+        assert text == _greedy_by_whole_context(model, task, problem, 2, "plus1")
+
+
+def test_pretraining_a_multiply_model_records_its_task_and_vocabulary(tmp_path):
+    config = PretrainConfig(
+        task="Multiply", comfort_digits=2, size="micro", steps=2, batch_size=4, eval_every=2, eval_problems=2
+    )
+    pretrain(config, tmp_path, progress=False)
+    model, info = load_reference(tmp_path)
+    assert info.task == "Multiply" and model.config.vocab_size == 42
+    (tmp_path / "arith_gym.json").write_text(json.dumps({"comfort_digits": 2}))  # now claims addition
+    with pytest.raises(CheckpointError, match="model vocabulary has 42 tokens but the task's has 41"):
+        load_reference(tmp_path)
