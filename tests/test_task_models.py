@@ -87,3 +87,33 @@ def test_pretraining_a_multiply_model_records_its_task_and_vocabulary(tmp_path):
     (tmp_path / "arith_gym.json").write_text(json.dumps({"comfort_digits": 2}))  # now claims addition
     with pytest.raises(CheckpointError, match="model vocabulary has 42 tokens but the task's has 41"):
         load_reference(tmp_path)
+
+
+def test_the_gate_counts_failures_first_wrong_at_a_decision(monkeypatch):
+    from agents.evaluation import task_gate as gate_module
+
+    task = get_task("Multiply")
+
+    def played(model, task_, problems, comfort_digits, split, temperature, generator=None, batch=64):
+        if split == "comfort":
+            return np.ones(len(problems), dtype=bool), [""] * len(problems)
+        texts = []
+        for i, problem in enumerate(problems):
+            target, records = task.target(problem, 2)
+            decision = records[0][0]
+            if i % 3 == 0:
+                texts.append(target)  # solved
+            elif i % 3 == 1:
+                texts.append(target[:decision] + "C=0 , END\n")  # closed at the comfort zone
+            else:
+                texts.append(target[:1] + "9")  # wrong at the first digit
+        return np.array([i % 3 == 0 for i in range(len(problems))]), texts
+
+    monkeypatch.setattr(gate_module, "play_task_episodes", played)
+    result = gate_module.task_gate(build_model("micro", vocab_size=42), "Multiply", 2, 1.0, problems=3)
+    assert (result.comfort_greedy, result.failures, result.first_wrong_at_critical) == (1.0, 2, 0.5)
+    assert not result.passed and "does not pass" in result.markdown()
+    assert (
+        gate_module.first_wrong_position("abcd", "abxd") == 2
+        and gate_module.first_wrong_position("ab", "abc") == 2
+    )

@@ -93,6 +93,14 @@ def _eval_ref(args: argparse.Namespace) -> int:
     model, task = load_reference(args.model_dir)
     model.to(args.device)
     temperature = args.temperature if args.temperature is not None else task.temperature
+    if task.task != "Addition":  # another task: its gate (the tables below are addition's digit lengths)
+        from agents.evaluation.task_gate import task_gate
+
+        result = task_gate(model, task.task, task.comfort_digits, temperature, args.problems, args.seed)
+        sizes = f"{args.problems} held-out problems per split, T={temperature:g}"
+        print(f"{task.task}, N={task.comfort_digits}, {sizes}")
+        print(result.markdown())
+        return 0
     offsets = tuple(int(k) for k in args.offsets.split(","))
     started = time.perf_counter()
     modes = {"greedy": ("greedy", GREEDY), "sampled": (f"sampled at T={temperature:g}", temperature)}
