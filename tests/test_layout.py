@@ -94,6 +94,23 @@ def test_documentation_links_resolve_inside_the_repository():
             assert ROOT in resolved.parents, f"{page.name}: {target} is outside the repository"
 
 
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings: lower case, punctuation dropped, spaces to -."""
+    headings = [line.lstrip("#").strip() for line in page.read_text().splitlines() if line.startswith("#")]
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_documentation_anchors_name_a_heading_of_their_page():
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            file, _, anchor = target.partition("#")
+            if target.startswith(("http://", "https://")) or not anchor:
+                continue
+            linked = page if not file else (page.parent / file)
+            if linked.suffix == ".md":
+                assert anchor in _anchors(linked), f"{page.name}: no heading for {target}"
+
+
 def test_the_lowest_versions_script_pins_the_declared_lower_bounds():
     tomllib = pytest.importorskip("tomllib")
     declared = {}
