@@ -32,6 +32,7 @@ from agents.evaluation.heldout import EVAL_SET_FILE, EvalSet, heldout_eval_set
 from agents.lm.model import TaskInfo, save_reference
 from agents.rl.config import RLConfig, eval_set_sizes
 from agents.rl.sampling import derived_seed
+from agents.rl.weighting import KL_WEIGHTINGS, TrainingProblems
 from agents.run_identity import write_progress
 from agents.rundir import CHECKPOINT, METRICS, append_row, checkpoint_dir, save_trainer_state, write_dir
 
@@ -46,6 +47,15 @@ EVAL_STREAM = 1
 def with_model_temperature(config: RLConfig, task: TaskInfo) -> RLConfig:
     """``config`` with its sampling temperature set: its own, else the one recorded with the model."""
     return config if config.temperature is not None else config.with_overrides(temperature=task.temperature)
+
+
+def prepared_config(config: RLConfig, reference: PreTrainedModel, task: TaskInfo) -> RLConfig:
+    """``config`` as a run trains it, whatever its backend: the model's temperature where it sets
+    none, then what its KL weighting calibrates once on the reference
+    (:meth:`~agents.rl.weighting.KLWeighting.prepare`: ``critical_auto``'s β)."""
+    config = with_model_temperature(config, task)
+    problems = TrainingProblems(task.comfort_digits, config.split)
+    return KL_WEIGHTINGS[config.kl_weighting].prepare(reference, config, problems)
 
 
 def evaluation_set(config: RLConfig, comfort_digits: int) -> EvalSet:

@@ -32,13 +32,13 @@ from agents.rl.bookkeeping import (
     RunRecord,
     evaluate_lm,
     evaluation_set,
+    prepared_config,
     with_model_temperature,
 )
 from agents.rl.config import RLConfig
 from agents.rl.policy import LMPolicy
 from agents.rl.sampling import derived_seed, sample_batch
 from agents.rl.update import KLController, policy_update
-from agents.rl.weighting import KL_WEIGHTINGS, TrainingProblems
 from agents.rundir import (
     InterruptAtBoundary,
     checkpoint_dir,
@@ -60,15 +60,6 @@ __all__ = [
     "prepared_config",
     "train",
 ]
-
-
-def prepared_config(config: RLConfig, reference, task: TaskInfo) -> RLConfig:
-    """``config`` as a run trains it: the model's temperature where it sets none, then whatever its KL
-    weighting calibrates once on the reference (:meth:`~agents.rl.weighting.KLWeighting.prepare`:
-    ``critical_auto``'s β). Every backend starts from this."""
-    config = with_model_temperature(config, task)
-    problems = TrainingProblems(task.comfort_digits, config.split)
-    return KL_WEIGHTINGS[config.kl_weighting].prepare(reference, config, problems)
 
 
 class Trainer:

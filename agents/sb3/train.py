@@ -18,9 +18,8 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.lm.model import TaskInfo, load_reference
-from agents.rl.bookkeeping import RunRecord
+from agents.rl.bookkeeping import RunRecord, prepared_config
 from agents.rl.config import RLConfig
-from agents.rl.trainer import prepared_config
 from agents.rl.weighting import check_weighting
 from agents.sb3.env import make_sb3_env
 from agents.sb3.kl_penalty import KLA2C, KLPPO, SB3_BATCH_FIELDS

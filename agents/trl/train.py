@@ -19,9 +19,8 @@ from transformers import PrinterCallback, TrainerCallback
 
 from agents.lm.model import TaskInfo, load_reference
 from agents.rl.algorithms import apply_algorithm, resolve
-from agents.rl.bookkeeping import RunRecord
+from agents.rl.bookkeeping import RunRecord, prepared_config
 from agents.rl.config import RLConfig
-from agents.rl.trainer import prepared_config
 from agents.rl.weighting import check_weighting
 from agents.rundir import METRICS
 from agents.trl.grpo import TRL_BATCH_FIELDS, WeightedKLGRPOTrainer
