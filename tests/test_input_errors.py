@@ -87,3 +87,23 @@ def test_passk_refuses_an_eval_set_of_another_n(micro_reference_dir, tmp_path, c
     argv = ["passk", str(micro_reference_dir), "--out", str(tmp_path / "pk"), "--eval-set", str(wrong)]
     code, last = _run([*argv, "--samples", "2", "--problems", "2"], capsys)
     assert code == 2 and "holds problems for N=2, but" in last and "pre-trained on N=1" in last
+
+
+def test_a_plugin_that_exits_during_the_run_is_an_error(micro_reference_dir, tmp_path, capsys):
+    plugin = tmp_path / "exits_later.py"
+    plugin.write_text(
+        "import sys\nfrom agents.rl import register_kl_weighting\n\n"
+        "@register_kl_weighting('exits_later')\ndef exits_later(batch, config):\n    sys.exit(0)\n"
+    )
+    argv = [
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--ref",
+        str(micro_reference_dir),
+        "--plugin",
+        str(plugin),
+    ]
+    argv += ["--method", "exits_later", "--set", "episodes_per_update=4", "--set", "eval_episodes=2"]
+    code, last = _run(argv, capsys)
+    assert code == 2 and "sys.exit(0) called during the run" in last

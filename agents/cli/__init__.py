@@ -35,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, MissingExtra) as err:  # OSError: FileNotFoundError, an unwritable --out, ...
         print(f"arith-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except SystemExit as err:  # none of ours exits from inside a command: a plug-in's code did
+        print(
+            f"arith-rl {args.command}: error: sys.exit({err.code!r}) called during the run", file=sys.stderr
+        )
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
