@@ -111,21 +111,20 @@ def test_compare_passes_the_options_to_every_run(tmp_path, monkeypatch):
 
     def fake_compare(settings, out, *args, **kwargs):
         seen.update(dict(settings.overrides))
-        raise SystemExit(0)
+        (tmp_path / "summary.md").write_text("no runs\n")
+        return tmp_path / "summary.md"
 
     monkeypatch.setattr(compare_module, "compare", fake_compare)
-    with pytest.raises(SystemExit):
-        main(
-            [
-                "compare",
-                "--out",
-                str(tmp_path),
-                "--total-episodes",
-                "64",
-                "--kl-coef",
-                "0.5",
-                "--set",
-                "lr=1e-4",
-            ]
-        )
+    argv = [
+        "compare",
+        "--out",
+        str(tmp_path),
+        "--total-episodes",
+        "64",
+        "--kl-coef",
+        "0.5",
+        "--set",
+        "lr=1e-4",
+    ]
+    assert main(argv) == 0
     assert seen == {"total_episodes": 64, "kl_coef": 0.5, "lr": 1e-4}
