@@ -117,3 +117,15 @@ def test_the_gate_counts_failures_first_wrong_at_a_decision(monkeypatch):
         gate_module.first_wrong_position("abcd", "abxd") == 2
         and gate_module.first_wrong_position("ab", "abc") == 2
     )
+
+
+def test_the_shipped_multiply_reference_loads_and_solves_its_comfort_zone():
+    from agents.lm.model import CHECKPOINTS_DIR
+
+    model, info = load_reference(CHECKPOINTS_DIR / "gpt2-tiny-multiply-n3")
+    assert (info.task, info.comfort_digits, model.config.vocab_size) == ("Multiply", 3, 42)
+    task = get_task("Multiply")
+    rng = np.random.default_rng(0)
+    problems = [task.sample(rng, "comfort", 3, "heldout") for _ in range(32)]
+    solved, _ = play_task_episodes(model, task, problems, 3, "comfort", GREEDY)
+    assert solved.all()  # its card: 100.0 % [99.6, 100.0] on 1000
