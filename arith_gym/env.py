@@ -25,6 +25,7 @@ from arith_gym.rules import (
     check_operand_pair,
     check_reset_options,
     judge,
+    render_episode,
 )
 from arith_gym.scratchpad import CriticalToken
 from arith_gym.tokenizer import PAD_ID, VOCAB, VOCAB_SIZE
@@ -229,11 +230,4 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
 
     def render(self) -> str | None:
         """``"ansi"``: return prompt + generated text; ``"human"``: print it."""
-        if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
-            return None
-        text = (self._problem.prompt if self._problem else "") + self._text
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        return render_episode(self.render_mode, (self._problem.prompt if self._problem else "") + self._text)

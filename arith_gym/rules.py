@@ -351,6 +351,18 @@ def episode_length(ids: Iterable[int]) -> int | None:
     return None
 
 
+def render_episode(render_mode: str | None, text: str) -> str | None:
+    """What an env's ``render()`` does with an episode's prompt + generated ``text``: ``"ansi"``
+    returns it, ``"human"`` prints it, no render mode warns (every env of the package renders so)."""
+    if render_mode is None:
+        gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
+        return None
+    if render_mode == "human":
+        print(text)
+        return None
+    return text
+
+
 def judge(text: str, answer: int, wrong_reward: float) -> tuple[bool, int | None, float]:
     """``(correct, result, reward)`` of a finished episode's ``text`` for a problem whose sum is ``answer``.
 

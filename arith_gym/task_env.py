@@ -15,7 +15,14 @@ import numpy as np
 from gymnasium import spaces
 
 from arith_gym import operands
-from arith_gym.rules import EPISODE_STEP_SLACK, RENDER_MODES, REWARD_MODES, judge, result_line_table
+from arith_gym.rules import (
+    EPISODE_STEP_SLACK,
+    RENDER_MODES,
+    REWARD_MODES,
+    judge,
+    render_episode,
+    result_line_table,
+)
 from arith_gym.rules import RESULT_LINE_START as START
 from arith_gym.scratchpad import CriticalToken
 from arith_gym.task import ProblemKey, Task, get_task, in_problem_set
@@ -178,11 +185,6 @@ class TaskEnv(gym.Env):
 
     def render(self) -> str | None:
         """``"ansi"``: return prompt + generated text; ``"human"``: print it."""
-        if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
-            return None
-        text = (self._prompt + self._text) if self.problem is not None else ""
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        return render_episode(
+            self.render_mode, (self._prompt + self._text) if self.problem is not None else ""
+        )
