@@ -128,3 +128,16 @@ def test_compare_passes_the_options_to_every_run(tmp_path, monkeypatch):
     ]
     assert main(argv) == 0
     assert seen == {"total_episodes": 64, "kl_coef": 0.5, "lr": 1e-4}
+
+
+def test_help_does_not_import_torch():
+    """``arith-rl --help`` builds no command's arguments, so no registry (and no torch) is imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom agents.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'agents.rl') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from agents import MissingExtra
 from agents.cli import model_commands, rl_commands  # noqa: F401  (they register the commands)
 from agents.cli.registry import COMMANDS, build_parser, plugin_paths
-from agents.rl.registry import load_plugins
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     invoked = next((word for word in argv if not word.startswith("-")), None)
     try:
         # Plug-ins register their names before the parser takes its choices from the registries.
-        load_plugins(plugin_paths(argv))
+        # Imported only when there is one: agents.rl imports torch, and `arith-rl --help` should not.
+        if plugins := plugin_paths(argv):
+            from agents.rl.registry import load_plugins
+
+            load_plugins(plugins)
     except ValueError as err:
         print(f"arith-rl {invoked}: error: {err}", file=sys.stderr)
         return 2
