@@ -14,7 +14,8 @@ from arith_gym.tokenizer import ID_TO_BYTE, PAD_ID
 ID_TO_CODE = ID_TO_BYTE.astype(np.uint32)
 """A token's code point (the pad token, never written into a text, is 0)."""
 BYTE_TO_ID = np.zeros(256, dtype=np.int64)
-BYTE_TO_ID[ID_TO_BYTE[:PAD_ID]] = np.arange(PAD_ID)
+_TEXT_IDS = np.flatnonzero(np.arange(len(ID_TO_BYTE)) != PAD_ID)  # every id but the pad's
+BYTE_TO_ID[ID_TO_BYTE[_TEXT_IDS]] = _TEXT_IDS
 """An ASCII byte's token id; only ever applied to text the task's format produced."""
 
 

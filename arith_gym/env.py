@@ -158,7 +158,7 @@ class AdditionEnv(gym.Env[np.ndarray, int]):
         options = check_reset_options(options, ("operands",))
         if options.get("operands") is not None:
             a, b = check_operand_pair(options["operands"])
-            check_in_problem_set(a, b, self.config)
+            check_in_problem_set((a, b), self.config)
             problem = Problem.build(a, b, self.config, forced=True)
         else:
             config = self.config

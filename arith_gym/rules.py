@@ -22,7 +22,8 @@ import gymnasium as gym
 import numpy as np
 
 from arith_gym import operands, scratchpad, tokenizer
-from arith_gym.scratchpad import SCRATCH_CLOSE, CriticalToken, parse_result, prompt_text, target_and_critical
+from arith_gym.scratchpad import SCRATCH_CLOSE, CriticalToken, parse_result
+from arith_gym.task import AdditionTask, ProblemKey, Task, get_task, in_problem_set
 from arith_gym.tokenizer import VOCAB_SIZE
 
 ENV_ID = "arith_gym/Addition-v0"
@@ -43,15 +44,6 @@ def _check_int(value: object, name: str, minimum: int) -> int:
     return int(value)
 
 
-def longest_problem(comfort_digits: int, split: str) -> tuple[int, int]:
-    """The split's problem with the longest prompt and target: both operands all 9s.
-
-    All 9s give the most digit lines, a two-digit sum on every line and a final carry.
-    """
-    largest = 10 ** operands.max_digits(split, comfort_digits) - 1
-    return largest, largest
-
-
 @dataclass(frozen=True)
 class EnvConfig:
     """The validated arguments of :class:`AdditionEnv` and the vector environment.
@@ -68,6 +60,8 @@ class EnvConfig:
     max_prompt_length: int
     max_target_length: int
     problem_set: str = "all"
+    task: Task = AdditionTask()
+    """The task played (:mod:`arith_gym.task`); addition unless the env was given another."""
 
     @classmethod
     def from_kwargs(
@@ -79,6 +73,7 @@ class EnvConfig:
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
         problem_set: str = "all",
+        task: str | Task = "Addition",
     ) -> EnvConfig:
         """Validate the environment's keyword arguments and fill in the defaults.
 
@@ -91,9 +86,10 @@ class EnvConfig:
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
-        a, b = longest_problem(comfort_digits, split)
-        max_prompt = len(scratchpad.prompt_text(a, b))
-        max_target = len(scratchpad.target_text(a, b))
+        task = get_task(task)
+        longest = task.longest(split, comfort_digits)
+        max_prompt = len(task.prompt(longest))
+        max_target = len(task.target(longest, comfort_digits)[0])
         if max_episode_steps is None:
             max_episode_steps = max_target + EPISODE_STEP_SLACK
         max_episode_steps = _check_int(max_episode_steps, "max_episode_steps", 1)
@@ -115,6 +111,7 @@ class EnvConfig:
             max_prompt,
             max_target,
             operands.check_problem_set(problem_set),
+            task,
         )
 
     @property
@@ -159,17 +156,19 @@ class Problem:
         prompt = scratchpad.prompt_text(a, b)
         target, records = scratchpad.target_and_critical(a, b, config.comfort_digits)
         if forced:
-            check_problem_fits(a, b, len(prompt), len(target), config)
+            check_problem_fits((a, b), len(prompt), len(target), config)
         critical = tuple(map(CriticalToken.from_record, records))
         ids = tokenizer.encode(prompt), tokenizer.encode(target)
         return cls(a, b, prompt, target, ids[0], ids[1], critical)
 
 
-def check_problem_fits(a: int, b: int, prompt_length: int, target_length: int, config: EnvConfig) -> None:
-    """Raise the ``ValueError`` of :meth:`Problem.build` if forced problem ``a+b`` does not fit."""
+def check_problem_fits(
+    problem: ProblemKey, prompt_length: int, target_length: int, config: EnvConfig
+) -> None:
+    """Raise the ``ValueError`` of :meth:`Problem.build` if forced ``problem`` does not fit."""
     if prompt_length + min(target_length, config.max_episode_steps) > config.context_length:
         raise ValueError(
-            f"operands ({a}, {b}) do not fit this environment: prompt ({prompt_length} tokens) + "
+            f"operands {problem} do not fit this environment: prompt ({prompt_length} tokens) + "
             f"target ({target_length} tokens, at most max_episode_steps={config.max_episode_steps}) "
             f"exceed context_length={config.context_length}; use a larger split or context_length"
         )
@@ -195,15 +194,15 @@ def check_operand_pair(value: object, name: str = "operands") -> tuple[int, int]
     return scratchpad.check_operand(a, f"{name}[0]"), scratchpad.check_operand(b, f"{name}[1]")
 
 
-def check_in_problem_set(a: int, b: int, config: EnvConfig, name: str = "operands") -> None:
-    """A ``ValueError`` if forced problem ``(a, b)`` is outside the env's ``problem_set``: a
-    ``train`` env must never play a held-out problem, a ``heldout`` env nothing else."""
-    if not operands.in_problem_set(a, b, config.problem_set):
+def check_in_problem_set(problem: ProblemKey, config: EnvConfig, name: str = "operands") -> None:
+    """A ``ValueError`` if forced ``problem`` is outside the env's ``problem_set``: a ``train``
+    env must never play a held-out problem, a ``heldout`` env nothing else."""
+    if not in_problem_set(config.task, problem, config.problem_set):
         where = "a held-out problem" if config.problem_set == "train" else "not a held-out problem"
-        raise ValueError(f"{name} ({a}, {b}) is {where}, and this env has problem_set={config.problem_set!r}")
+        raise ValueError(f"{name} {problem} is {where}, and this env has problem_set={config.problem_set!r}")
 
 
-def check_action(action: object) -> int:
+def check_action(action: object, vocab_size: int = VOCAB_SIZE) -> int:
     """``action`` as a token id, or a ``TypeError``/``ValueError`` that names it.
 
     Accepted: Python int, numpy integer scalar, 0-d integer array; bools are rejected.
@@ -218,12 +217,12 @@ def check_action(action: object) -> int:
                 f"action must be an integer token id (int, numpy integer or 0-d integer array), "
                 f"got {action!r} of type {type(action).__name__}"
             )
-    if not 0 <= action < VOCAB_SIZE:
-        raise ValueError(f"action {action} is outside the action space Discrete({VOCAB_SIZE})")
+    if not 0 <= action < vocab_size:
+        raise ValueError(f"action {action} is outside the action space Discrete({vocab_size})")
     return action
 
 
-def check_actions(actions: object, num_envs: int) -> np.ndarray:
+def check_actions(actions: object, num_envs: int, vocab_size: int = VOCAB_SIZE) -> np.ndarray:
     """A vector env's ``actions`` as an int64 array of shape ``(num_envs,)``, else an error naming them."""
     if not isinstance(actions, (np.ndarray, Sequence)) or isinstance(actions, (str, bytes)):
         raise TypeError(
@@ -238,10 +237,10 @@ def check_actions(actions: object, num_envs: int) -> np.ndarray:
     if array.shape != (num_envs,):
         raise ValueError(f"actions must have shape ({num_envs},), got {array.shape}")
     # One comparison for both bounds: negative ids wrap to huge unsigned values.
-    bad = array.astype(np.uint64, copy=False) >= VOCAB_SIZE
+    bad = array.astype(np.uint64, copy=False) >= vocab_size
     if bad.any():
         i = int(bad.argmax())
-        raise ValueError(f"action {array[i]} of env {i} is outside the action space Discrete({VOCAB_SIZE})")
+        raise ValueError(f"action {array[i]} of env {i} is outside the action space Discrete({vocab_size})")
     return array.astype(np.int64, copy=False)
 
 
@@ -269,31 +268,34 @@ def check_seeds(seed: object, n: int) -> list[int | None]:
     raise ValueError(f"seed must be None, an int or a list of {n} ints/None, got {seed!r}")
 
 
-def check_forced_operands(
-    forced: object, mask: np.ndarray, config: EnvConfig
-) -> list[tuple[int, int] | None]:
-    """A vector env's ``options["operands"]``: one checked ``(a, b)`` or None per env."""
+def check_forced_operands(forced: object, mask: np.ndarray, config: EnvConfig) -> list[ProblemKey | None]:
+    """A vector env's ``options["operands"]``: one checked problem of the env's task (addition:
+    ``(a, b)``) or None per env."""
     n = len(mask)
     if forced is None:
         return [None] * n
     if isinstance(forced, (str, bytes)) or not isinstance(forced, Sequence) or len(forced) != n:
         raise ValueError(
-            f"options['operands'] must be a sequence of {n} entries ((a, b) or None), got {forced!r}"
+            f"options['operands'] must be a sequence of {n} entries (a problem or None), got {forced!r}"
         )
-    pairs: list[tuple[int, int] | None] = []
+    task, problems = config.task, []
     for i, entry in enumerate(forced):
+        name = f"options['operands'][{i}]"
         if entry is not None and not mask[i]:
-            raise ValueError(f"options['operands'][{i}] is set but env {i} is not in reset_mask")
+            raise ValueError(f"{name} is set but env {i} is not in reset_mask")
         if entry is None:
-            pairs.append(None)
+            problems.append(None)
             continue
-        a, b = check_operand_pair(entry, f"options['operands'][{i}]")
-        check_in_problem_set(a, b, config, f"options['operands'][{i}]")
+        try:
+            problem = task.check(entry)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+        check_in_problem_set(problem, config, name)
         # Checked before any env changes, so a bad entry leaves the envs as they were.
-        target_length = len(target_and_critical(a, b, config.comfort_digits)[0])
-        check_problem_fits(a, b, len(prompt_text(a, b)), target_length, config)
-        pairs.append((a, b))
-    return pairs
+        target_length = len(task.target(problem, config.comfort_digits)[0])
+        check_problem_fits(problem, len(task.prompt(problem)), target_length, config)
+        problems.append(problem)
+    return problems
 
 
 # --------------------------------------------------------------------------- episode end and reward

@@ -24,9 +24,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from gymnasium.envs.registration import register, registry
 
-from arith_gym import operands, scratchpad
+from arith_gym import anatomy, operands, scratchpad
 from arith_gym.operands import HELDOUT_BUCKETS
-from arith_gym.scratchpad import CriticalRecord
+from arith_gym.scratchpad import CriticalRecord, CriticalToken
 from arith_gym.tokenizer import CHARACTERS, VOCAB_SIZE
 
 ProblemKey = tuple[int, ...]
@@ -43,6 +43,10 @@ class Task(Protocol):
     """Its token ids are ``0..vocab_size-1`` of :data:`arith_gym.tokenizer.CHARACTERS`."""
     critical_kinds: tuple[str, ...]
     """The kinds of its structural critical tokens (a record's kind code indexes this)."""
+    # Optional: ``info_fields``, names under which the vector env's info also holds the problem
+    # key's entries (addition: ``("a", "b")``); ``error_kinds`` and ``error_kind(problem,
+    # comfort_digits, text)``, a finer account of where a text first goes wrong than
+    # :data:`STRUCTURAL_ERROR_KINDS` (addition: :mod:`arith_gym.anatomy`).
 
     def sample(
         self, rng: np.random.Generator, split: str, comfort_digits: int, problem_set: str
@@ -103,6 +107,12 @@ class AdditionTask:
     name = "Addition"
     vocab_size = VOCAB_SIZE
     critical_kinds = scratchpad.CRITICAL_KINDS
+    info_fields = ("a", "b")
+    """The vector env's info also holds the key's entries under these names (as it always has)."""
+    error_kinds = anatomy.ERROR_KINDS
+
+    def error_kind(self, problem: ProblemKey, comfort_digits: int, text: str) -> str | None:
+        return anatomy.error_kind(problem[0], problem[1], comfort_digits, text)
 
     def sample(
         self, rng: np.random.Generator, split: str, comfort_digits: int, problem_set: str
@@ -154,7 +164,12 @@ def register_task(task: Task, *, make_env: bool = True) -> Task:
         )
     TASKS[task.name] = task
     if make_env and env_id(task.name) not in registry:
-        register(id=env_id(task.name), entry_point="arith_gym.task_env:TaskEnv", kwargs={"task": task.name})
+        register(
+            id=env_id(task.name),
+            entry_point="arith_gym.task_env:TaskEnv",
+            vector_entry_point="arith_gym.vector_env:TaskVectorEnv",
+            kwargs={"task": task.name},
+        )
     return task
 
 
@@ -166,3 +181,64 @@ def get_task(name: str | Task) -> Task:
         return TASKS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; registered: {', '.join(TASKS)}") from None
+
+
+# --------------------------------------------------------------------------- what every task shares
+
+
+def task_problems(
+    task: str | Task, split: str, comfort_digits: int, count: int, seed: int, problem_set: str = "all"
+) -> list[ProblemKey]:
+    """``count`` problems of ``split`` (from ``problem_set``) drawn with ``seed``: the same at every
+    call (addition: exactly :func:`arith_gym.operands.split_problems`)."""
+    task, rng = get_task(task), np.random.default_rng(seed)
+    return [task.sample(rng, split, comfort_digits, problem_set) for _ in range(count)]
+
+
+def heldout_draws(
+    task: str | Task, comfort_digits: int, count: int, seed: int
+) -> tuple[list[ProblemKey], list[ProblemKey]]:
+    """``count`` held-out ``comfort`` problems, then ``count`` of ``plus1``, from one generator
+    seeded ``seed`` (the reference gate's problems)."""
+    task, rng = get_task(task), np.random.default_rng(seed)
+    comfort = [task.sample(rng, "comfort", comfort_digits, "heldout") for _ in range(count)]
+    return comfort, [task.sample(rng, "plus1", comfort_digits, "heldout") for _ in range(count)]
+
+
+def critical_tokens_of(task: str | Task, problem: ProblemKey, comfort_digits: int) -> list[CriticalToken]:
+    """The structural critical tokens of ``problem``'s target, their kinds named."""
+    task = get_task(task)
+    kinds = task.critical_kinds
+    records = task.target(problem, comfort_digits)[1]
+    return [CriticalToken(r[0], r[1], r[2], r[3], kinds[r[4]]) for r in records]  # type: ignore[arg-type]
+
+
+def first_deviation(text: str, target: str) -> int | None:
+    """Index of the first character where ``text`` leaves ``target`` (None if it never does)."""
+    for index, (written, expected) in enumerate(zip(text, target, strict=False)):
+        if written != expected:
+            return index
+    # A text that stops early (pad played) or runs on leaves the target where the shorter one ends.
+    return None if len(text) == len(target) else min(len(text), len(target))
+
+
+STRUCTURAL_ERROR_KINDS: tuple[str, ...] = ("critical", "other")
+"""Where a text first goes wrong, for a task without finer kinds: at a structural critical token or not."""
+
+
+def error_kinds(task: str | Task) -> tuple[str, ...]:
+    """The kinds :func:`error_kind` names for ``task``."""
+    return getattr(get_task(task), "error_kinds", STRUCTURAL_ERROR_KINDS)
+
+
+def error_kind(task: str | Task, problem: ProblemKey, comfort_digits: int, text: str) -> str | None:
+    """The kind of ``text``'s first wrong token (None: it follows the target to its end); ``critical``
+    for a structural critical token on every task."""
+    task = get_task(task)
+    if hasattr(task, "error_kind"):
+        return task.error_kind(problem, comfort_digits, text)
+    target, records = task.target(problem, comfort_digits)
+    where = first_deviation(text, target)
+    if where is None:
+        return None
+    return "critical" if where in {record[0] for record in records} else "other"

@@ -1,4 +1,5 @@
-"""A native batched version of :class:`~arith_gym.env.AdditionEnv` (``gym.make_vec``).
+"""The native batched environment of every task (``gym.make_vec``): addition's
+:class:`~arith_gym.env.AdditionEnv` and every :class:`~arith_gym.task_env.TaskEnv`.
 
 Every sub-environment's state lives in numpy arrays indexed by env, so one ``step`` is a
 fixed number of numpy operations whatever ``num_envs`` is; Python runs per finished
@@ -17,13 +18,10 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from arith_gym import operands
 from arith_gym.codepoints import BYTE_TO_ID, ID_TO_CODE, store_codes, store_str, strings
-from arith_gym.operands import draw_operands
 from arith_gym.rules import (
     RENDER_MODES,
     RESULT_LINE_ENDED,
-    RESULT_LINE_TABLE,
     EnvConfig,
     check_actions,
     check_forced_operands,
@@ -31,40 +29,45 @@ from arith_gym.rules import (
     check_reset_options,
     check_seeds,
     judge,
+    render_episode,
+    result_line_table,
 )
 
 # The info["critical"]["kind"] codes are the scratchpad's record kind codes, re-exported here.
 from arith_gym.scratchpad import CRITICAL_KIND_CODES as CRITICAL_KIND_CODES
 from arith_gym.scratchpad import CRITICAL_KINDS as CRITICAL_KINDS
-from arith_gym.scratchpad import prompt_text, target_and_critical
-from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE
+from arith_gym.task import Task
+from arith_gym.tokenizer import PAD_ID
 
 CRITICAL_FIELDS: tuple[str, ...] = ("position", "line", "operand", "index", "kind")
 """The keys of ``info["critical"]``; -1 where an env has no critical record this step."""
 
 
-class AdditionVectorEnv(VectorEnv):
-    """``num_envs`` independent :class:`~arith_gym.env.AdditionEnv` episodes, batched in numpy.
+class TaskVectorEnv(VectorEnv):
+    """``num_envs`` independent episodes of one task, batched in numpy.
 
-    Create it with ``gym.make_vec("arith_gym/Addition-v0", num_envs=n,
-    vectorization_mode="vector_entry_point", **kwargs)`` or directly. It takes the single
-    environment's keyword arguments (same defaults, same validation) plus
-    ``autoreset_mode``, and gives the same rewards, episode ends and info values as
-    ``AdditionEnv`` for the same problems and actions.
+    Create it with ``gym.make_vec("arith_gym/<Task>-v0", num_envs=n,
+    vectorization_mode="vector_entry_point", **kwargs)`` or directly (``task=`` a registered
+    name or a task object; default addition). It takes the single environment's keyword
+    arguments (same defaults, same validation) plus ``autoreset_mode``, and gives the same
+    rewards, episode ends and info values as ``AdditionEnv`` (addition) or ``TaskEnv`` for the
+    same problems and actions.
 
-    Spaces: ``action_space`` is ``MultiDiscrete([VOCAB_SIZE] * num_envs)``; actions are an
-    integer array of shape ``(num_envs,)`` (a list of ints works too).
-    ``observation_space`` is ``Box(0, VOCAB_SIZE - 1, (num_envs, context_length), int64)``.
-    Rewards are float64, terminations and truncations bool arrays.
+    Spaces (V = ``task.vocab_size``, 41 for addition): ``action_space`` is
+    ``MultiDiscrete([V] * num_envs)``; actions are an integer array of shape ``(num_envs,)``
+    (a list of ints works too). ``observation_space`` is ``Box(0, V - 1, (num_envs,
+    context_length), int64)``. Rewards are float64, terminations and truncations bool arrays.
 
     Info (vector convention: every key has a bool mask ``_key``). Every key is present on
     every call; its mask says which envs it is valid for:
 
-    - ``a``, ``b``: object arrays of Python ints; ``prompt``, ``target``, ``text``: numpy
-      ``str`` arrays; ``on_track``: bool array. Valid for every env (on a masked reset,
-      only for the reset envs).
+    - ``problem``: object array of problem keys (tuples of ints; addition ``(a, b)``), and
+      for addition ``a``, ``b`` (object arrays of Python ints); ``prompt``, ``target``,
+      ``text``: numpy ``str`` arrays; ``on_track``: bool array. Valid for every env (on a
+      masked reset, only for the reset envs).
     - ``critical``: dict of int64 arrays ``position, line, operand, index, kind`` (kind codes
-      in :data:`CRITICAL_KINDS`; -1 where no record), valid where ``_critical`` is True: the
+      index ``task.critical_kinds``, addition's :data:`CRITICAL_KINDS`; -1 where no record),
+      valid where ``_critical`` is True: the
       text was on track before this step and the step wrote (or padded) at a critical
       position, right or wrong (``on_track`` says which).
     - ``correct`` (bool) and ``result`` (object: int or None): valid where an episode ended
@@ -94,10 +97,9 @@ class AdditionVectorEnv(VectorEnv):
 
     - ``reset_mask``: bool array of shape ``(num_envs,)`` with at least one True: reset
       only those envs (the others keep their state; their info masks are False).
-    - ``operands``: a sequence of ``num_envs`` entries, ``(a, b)`` to force env i's problem
-      or None to sample it. With a ``reset_mask`` the entries of envs outside the mask
-      must be None (they would be silently unused otherwise). Forced problems must fit
-      (see :meth:`arith_gym.env.Problem.build`).
+    - ``operands``: a sequence of ``num_envs`` entries, a problem key (addition ``(a, b)``)
+      to force env i's problem or None to sample it; with a ``reset_mask``, None outside it
+      (it would be silently unused). Forced problems must fit (:meth:`~arith_gym.env.Problem.build`).
 
     Envs that autoreset draw their next problem from their own generator.
     """
@@ -119,6 +121,7 @@ class AdditionVectorEnv(VectorEnv):
         render_mode: str | None = None,
         problem_set: str = "all",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        task: str | Task = "Addition",
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -127,18 +130,21 @@ class AdditionVectorEnv(VectorEnv):
         except ValueError as error:
             modes = [mode.value for mode in AutoresetMode]
             raise ValueError(f"autoreset_mode must be an AutoresetMode or one of {modes}") from error
-        self.config = EnvConfig.from_kwargs(
-            comfort_digits, split, reward_mode, context_length, max_episode_steps, render_mode, problem_set
-        )
-        self._split_offset = operands.split_offset(self.config.split)
+        limits = context_length, max_episode_steps, render_mode, problem_set, task
+        self.config = EnvConfig.from_kwargs(comfort_digits, split, reward_mode, *limits)
+        self.task = self.config.task
+        vocab = self.task.vocab_size
+        self._table = result_line_table(vocab)
+        # A task may name its key's entries as info keys of their own (addition: a, b).
+        self._key_fields: tuple[str, ...] = getattr(self.task, "info_fields", ())
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         self.autoreset_mode = autoreset_mode
         self.metadata = {**type(self).metadata, "autoreset_mode": autoreset_mode}
-        self.single_action_space = spaces.Discrete(VOCAB_SIZE)
+        self.single_action_space = spaces.Discrete(vocab)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.single_observation_space = spaces.Box(
-            0, VOCAB_SIZE - 1, shape=(self.config.context_length,), dtype=np.int64
+            0, vocab - 1, shape=(self.config.context_length,), dtype=np.int64
         )
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._allocate()
@@ -168,10 +174,9 @@ class AdditionVectorEnv(VectorEnv):
         # Generated tokens at which the episode is truncated: the step or the context limit.
         self._step_limits = np.zeros(n, dtype=np.int64)
         self._on_track = np.ones(n, dtype=bool)
-        self._automaton = np.zeros(n, dtype=np.int64)  # state in RESULT_LINE_TABLE
+        self._automaton = np.zeros(n, dtype=np.int64)  # state in the result-line table
         self._done = np.zeros(n, dtype=bool)  # episode over (awaiting a reset)
-        self._a = np.zeros(n, dtype=object)
-        self._b = np.zeros(n, dtype=object)
+        self._problems = np.empty(n, dtype=object)
         self._answers = np.zeros(n, dtype=object)
 
     # ------------------------------------------------------------------ reset
@@ -194,18 +199,18 @@ class AdditionVectorEnv(VectorEnv):
         self._load(envs, forced)
         self._needs_reset = False
         infos = self._infos(*self._no_critical(), *self._no_results())
-        for key in ("a", "b", "prompt", "target", "text", "on_track"):
+        for key in (*self._key_fields, "problem", "prompt", "target", "text", "on_track"):
             infos[f"_{key}"] = mask.copy()
         return self._obs.copy(), infos
 
-    def _load(self, envs: np.ndarray, forced: list[tuple[int, int] | None] | None = None) -> None:
+    def _load(self, envs: np.ndarray, forced: list[tuple[int, ...] | None] | None = None) -> None:
         """Start new episodes in ``envs``: env i gets ``forced[i]`` (checked) or its generator's problem.
 
         This runs once per episode, so it is kept to a few numpy calls per env: the rows
         are cleared together, and only the prompt, target and critical records are
         written per env.
         """
-        config = self.config
+        config, task = self.config, self.task
         width = config.max_episode_steps  # no critical record past it can be reached
         self._obs[envs] = PAD_ID
         self._text[envs] = 0
@@ -214,16 +219,12 @@ class AdditionVectorEnv(VectorEnv):
         self._is_critical[envs] = False
         prompt_lengths, target_lengths = [], []
         for i in envs.tolist():
-            pair = None if forced is None else forced[i]
-            if pair is None:
-                a, b = draw_operands(
-                    self._rngs[i], self._split_offset, config.comfort_digits, config.problem_set
-                )
-            else:
-                a, b = pair
-            prompt = prompt_text(a, b)
-            target, records = target_and_critical(a, b, config.comfort_digits)
-            self._a[i], self._b[i], self._answers[i] = a, b, a + b
+            problem = None if forced is None else forced[i]
+            if problem is None:
+                problem = task.sample(self._rngs[i], config.split, config.comfort_digits, config.problem_set)
+            prompt = task.prompt(problem)
+            target, records = task.target(problem, config.comfort_digits)
+            self._problems[i], self._answers[i] = problem, task.answer(problem)
             prompt_bytes = np.frombuffer(prompt.encode("ascii"), dtype=np.uint8)
             self._obs[i, : len(prompt)] = BYTE_TO_ID[prompt_bytes]
             self._prompts = store_str(self._prompts, i, prompt)
@@ -251,7 +252,7 @@ class AdditionVectorEnv(VectorEnv):
         """Append one token per env; see the class docstring for autoreset and info."""
         if self._needs_reset:
             raise gym.error.ResetNeeded("step() called before reset(); call reset() first")
-        actions = check_actions(actions, self.num_envs)
+        actions = check_actions(actions, self.num_envs, self.task.vocab_size)
         live = ~self._done
         # NEXT_STEP: the envs that ended last step sit this one out and are reset at its end.
         autoreset = self._done.copy() if self.autoreset_mode == AutoresetMode.NEXT_STEP else None
@@ -269,7 +270,7 @@ class AdditionVectorEnv(VectorEnv):
         on_track = self._on_track[rows] & (self._target_codes[rows, positions] == codes)
         self._on_track[rows] = on_track
         self._on_track[pad] = False
-        states = RESULT_LINE_TABLE[self._automaton[rows], tokens]
+        states = self._table[self._automaton[rows], tokens]
         self._automaton[rows] = states
 
         terminated = pad
@@ -362,9 +363,9 @@ class AdditionVectorEnv(VectorEnv):
         ended: np.ndarray,
     ) -> dict[str, Any]:
         """The info dict from the current state; every array is new (callers may keep them)."""
-        infos: dict[str, Any] = {
-            "a": self._a.copy(),
-            "b": self._b.copy(),
+        infos: dict[str, Any] = {field: self._key_entries(j) for j, field in enumerate(self._key_fields)}
+        infos |= {
+            "problem": self._problems.copy(),
             "prompt": self._prompts.copy(),
             "target": strings(self._target_codes, int(self._target_lengths.max())),
             "text": self._texts(),
@@ -378,15 +379,19 @@ class AdditionVectorEnv(VectorEnv):
         infos.update(correct=correct, _correct=ended, result=result, _result=ended.copy())
         return infos
 
+    def _key_entries(self, j: int) -> np.ndarray:
+        """Entry ``j`` of every env's problem key (object array; 0 before an env's first reset)."""
+        entries = np.zeros(self.num_envs, dtype=object)
+        entries[:] = [0 if p is None else p[j] for p in self._problems]
+        return entries
+
     # ---------------------------------------------------------------- render
 
     def render(self) -> tuple[str, ...] | None:
         """``"ansi"``: a tuple of every env's prompt + text; ``"human"``: print them."""
-        if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
-            return None
         frames = tuple(str(p) + str(t) for p, t in zip(self._prompts, self._texts(), strict=True))
-        if self.render_mode == "human":
-            print("\n".join(frames))
-            return None
-        return frames
+        return None if render_episode(self.render_mode, "\n".join(frames)) is None else frames
+
+
+AdditionVectorEnv = TaskVectorEnv
+"""The vector env of ``arith_gym/Addition-v0`` (the default task), by its earlier name."""

@@ -86,7 +86,9 @@ def test_passk_refuses_an_eval_set_of_another_n(micro_reference_dir, tmp_path, c
     wrong = heldout_eval_set(2, "plus1", 4, 4).save(tmp_path / "eval_set.json")  # N=2; the model's is 1
     argv = ["passk", str(micro_reference_dir), "--out", str(tmp_path / "pk"), "--eval-set", str(wrong)]
     code, last = _run([*argv, "--samples", "2", "--problems", "2"], capsys)
-    assert code == 2 and "holds problems for N=2, but" in last and "pre-trained on N=1" in last
+    assert (
+        code == 2 and "holds Addition problems for N=2, but" in last and "pre-trained on Addition N=1" in last
+    )
 
 
 def test_a_plugin_that_exits_during_the_run_is_an_error(micro_reference_dir, tmp_path, capsys):

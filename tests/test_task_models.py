@@ -10,10 +10,10 @@ import torch
 
 from agents.lm.batches import IGNORE_INDEX, make_batch
 from agents.lm.decoding import GREEDY
+from agents.lm.episodes import play_episodes
 from agents.lm.model import CheckpointError, TaskInfo, build_model, load_reference, load_task_info
 from agents.lm.pretrain import PretrainConfig, pretrain
-from agents.lm.task_episodes import play_task_episodes
-from arith_gym.task import get_task
+from arith_gym.task import first_deviation, get_task
 from arith_gym.tokenizer import encode
 
 
@@ -72,7 +72,7 @@ def test_cached_batched_episodes_equal_whole_context_greedy_decoding(name):
     model = build_model("micro", seed=1, vocab_size=task.vocab_size).eval()
     rng = np.random.default_rng(0)
     problems = [task.sample(rng, "plus1", 2, "all") for _ in range(4)]
-    _, texts = play_task_episodes(model, task, problems, 2, "plus1", GREEDY, batch=3)
+    _, texts = play_episodes(model, problems, 2, "plus1", GREEDY, batch_size=3, task=task)
     for problem, text in zip(problems, texts, strict=True):
         assert text == _greedy_by_whole_context(model, task, problem, 2, "plus1")
 
@@ -92,14 +92,14 @@ def test_pretraining_a_multiply_model_records_its_task_and_vocabulary(tmp_path):
 def test_the_gate_counts_failures_first_wrong_at_a_decision(monkeypatch):
     from agents.evaluation import task_gate as gate_module
 
-    task = get_task("Multiply")
+    multiply = get_task("Multiply")
 
-    def played(model, task_, problems, comfort_digits, split, temperature, generator=None, batch=64):
+    def played(model, problems, comfort_digits, split, temperature, generator=None, batch=64, task=None):
         if split == "comfort":
             return np.ones(len(problems), dtype=bool), [""] * len(problems)
         texts = []
         for i, problem in enumerate(problems):
-            target, records = task.target(problem, 2)
+            target, records = multiply.target(problem, 2)
             decision = records[0][0]
             if i % 3 == 0:
                 texts.append(target)  # solved
@@ -109,14 +109,12 @@ def test_the_gate_counts_failures_first_wrong_at_a_decision(monkeypatch):
                 texts.append(target[:1] + "9")  # wrong at the first digit
         return np.array([i % 3 == 0 for i in range(len(problems))]), texts
 
-    monkeypatch.setattr(gate_module, "play_task_episodes", played)
+    monkeypatch.setattr(gate_module, "play_episodes", played)
     result = gate_module.task_gate(build_model("micro", vocab_size=42), "Multiply", 2, 1.0, problems=3)
     assert (result.comfort_greedy, result.failures, result.first_wrong_at_critical) == (1.0, 2, 0.5)
     assert not result.passed and "does not pass" in result.markdown()
-    assert (
-        gate_module.first_wrong_position("abcd", "abxd") == 2
-        and gate_module.first_wrong_position("ab", "abc") == 2
-    )
+    assert first_deviation("abcd", "abxd") == 2 and first_deviation("ab", "abc") == 2
+    assert first_deviation("abc", "abc") is None
 
 
 def test_the_shipped_multiply_reference_loads_and_solves_its_comfort_zone():
@@ -127,5 +125,5 @@ def test_the_shipped_multiply_reference_loads_and_solves_its_comfort_zone():
     task = get_task("Multiply")
     rng = np.random.default_rng(0)
     problems = [task.sample(rng, "comfort", 3, "heldout") for _ in range(32)]
-    solved, _ = play_task_episodes(model, task, problems, 3, "comfort", GREEDY)
+    solved, _ = play_episodes(model, problems, 3, "comfort", GREEDY, task=task)
     assert solved.all()  # its card: 100.0 % [99.6, 100.0] on 1000

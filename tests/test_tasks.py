@@ -177,3 +177,59 @@ def test_a_task_of_your_own_registers_the_same_way():
         register_task(object())
     with pytest.raises(ValueError, match="unknown task 'Nope'"):
         TaskEnv("Nope")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+@given(
+    seed=st.integers(0, 2**16), split=st.sampled_from(["comfort", "plus1", "plus2"]), noise=st.floats(0, 0.2)
+)
+@settings(max_examples=10, deadline=None)
+def test_single_and_vector_env_agree_on_every_task(name, seed, split, noise):
+    """The vector env plays every task exactly as its single env, step by step (target tokens with
+    some random ones mixed in; each sub-env i seeded seed + i)."""
+    num_envs = 3
+    vector = gym.make_vec(
+        f"arith_gym/{name}-v0",
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        comfort_digits=2,
+        split=split,
+        autoreset_mode="Disabled",
+    )
+    singles = [TaskEnv(name, comfort_digits=2, split=split) for _ in range(num_envs)]
+    _, vector_info = vector.reset(seed=seed)
+    infos = [env.reset(seed=seed + i)[1] for i, env in enumerate(singles)]
+    assert list(vector_info["problem"]) == [env.problem for env in singles]
+    rng, done = np.random.default_rng(seed), np.zeros(num_envs, dtype=bool)
+    kinds = get_task(name).critical_kinds
+    while not done.all():
+        actions = []
+        for env, info in zip(singles, infos, strict=True):
+            target = encode(info["target"])
+            step = len(info["text"])
+            token = int(target[step]) if step < len(target) else 0
+            actions.append(int(rng.integers(0, env.task.vocab_size)) if rng.random() < noise else token)
+        obs, rewards, terminated, truncated, vector_info = vector.step(np.array(actions))
+        for i, env in enumerate(singles):
+            if done[i]:
+                continue
+            single_obs, reward, ended, cut, infos[i] = env.step(actions[i])
+            assert (rewards[i], terminated[i], truncated[i]) == (reward, ended, cut)
+            assert (
+                vector_info["text"][i] == infos[i]["text"]
+                and vector_info["on_track"][i] == infos[i]["on_track"]
+            )
+            np.testing.assert_array_equal(obs[i][: len(single_obs)], single_obs)
+            critical = infos[i]["critical"]
+            assert vector_info["_critical"][i] == (critical is not None)
+            if critical is not None:
+                fields = {key: int(vector_info["critical"][key][i]) for key in ("position", "line", "index")}
+                assert fields == {
+                    "position": critical.position,
+                    "line": critical.line,
+                    "index": critical.index,
+                }
+                assert kinds[vector_info["critical"]["kind"][i]] == critical.kind
+            if ended or cut:
+                done[i] = True
+                assert vector_info["correct"][i] == infos[i]["correct"]

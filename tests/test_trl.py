@@ -139,7 +139,8 @@ def test_the_reward_agrees_with_the_env(micro_reference_dir):
 
 def test_the_dataset_holds_training_problems_only():
     data = problem_dataset("plus1", 3, 200, seed=4)
-    assert data.column_names == ["prompt", "a", "b", "answer"]
+    assert data.column_names == ["prompt", "problem", "a", "b", "answer"]
+    assert data["problem"][0] == f"{data['a'][0]}+{data['b'][0]}"
     assert not any(is_heldout(int(a), int(b)) for a, b in zip(data["a"], data["b"], strict=True))
     assert data["prompt"][0] == f"Input:\n{data['a'][0]}+{data['b'][0]}\nTarget:\n"
 

@@ -34,7 +34,7 @@ def run_fingerprint(config: RLConfig, algo: str, method: str | None, reference: 
     (:func:`agents.run_identity.fingerprint`; the settings as asked for, before any calibration:
     what calibration chooses follows from them and the reference's weights)."""
     task = load_task_info(reference)
-    eval_set = evaluation_set(config, task.comfort_digits)
+    eval_set = evaluation_set(config, task)
     return fingerprint(
         config,
         algo=algo,

@@ -149,13 +149,22 @@ def _run_split(run: Path | None) -> str | None:
 @command("eval", "accuracy of a fine-tuned run (or any model directory)", _eval_arguments)
 def _eval(args: argparse.Namespace) -> int:
     from agents.evaluation.accuracy import rl_evaluation
+    from agents.evaluation.heldout import heldout_eval_set
     from agents.lm.model import load_reference
 
     model_dir, run = _model_dir(args.run_dir)
     split = args.split or _run_split(run) or "plus1"
     model, task = load_reference(model_dir)
+    count = args.episodes
+    eval_set = heldout_eval_set(task.comfort_digits, split, count, count, task=task.task)
     metrics = rl_evaluation(
-        model.to(args.device), task.comfort_digits, split, task.temperature, args.episodes, args.seed
+        model.to(args.device),
+        task.comfort_digits,
+        split,
+        task.temperature,
+        count,
+        args.seed,
+        eval_set=eval_set,
     )
     print(
         f"{model_dir}: N={task.comfort_digits}, T={task.temperature:g}, "
@@ -201,14 +210,17 @@ def _passk(args: argparse.Namespace) -> int:
         model, task = load_reference(model_dir)
         if args.eval_set:
             eval_set = EvalSet.load(args.eval_set)
-            if eval_set.comfort_digits != task.comfort_digits:
+            if (eval_set.comfort_digits, eval_set.task) != (task.comfort_digits, task.task):
                 raise ValueError(
-                    f"--eval-set {args.eval_set} holds problems for N={eval_set.comfort_digits}, but "
-                    f"{model_dir} was pre-trained on N={task.comfort_digits} ({split} means other digits)"
+                    f"--eval-set {args.eval_set} holds {eval_set.task} problems for "
+                    f"N={eval_set.comfort_digits}, but {model_dir} was pre-trained on {task.task} "
+                    f"N={task.comfort_digits}"
                 )
             problems = eval_set.head(split, args.problems)
         else:
-            problems = heldout_eval_set(task.comfort_digits, split, args.problems, 1).head(split)
+            problems = heldout_eval_set(task.comfort_digits, split, args.problems, 1, task=task.task).head(
+                split
+            )
         counts = correct_counts(
             model.to(args.device),
             problems,
@@ -217,6 +229,7 @@ def _passk(args: argparse.Namespace) -> int:
             task.temperature,
             args.samples,
             args.seed,
+            task=task.task,
         )
         rows += passk_rows(label, counts, args.samples)
         print(
@@ -254,6 +267,11 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
         "--refs",
         help="comma-separated reference model directories: the comparison on each (e.g. N = 2, 3, 4)",
     )
+    parser.add_argument(
+        "--tasks",
+        help="comma-separated tasks (addition,multiply,multisum): the comparison on each of their "
+        "shipped references (docs/tasks.md)",
+    )
     _rl_arguments(parser, exclude=PER_RUN)
     parser.add_argument("--threshold", type=float, help="accuracy to reach (default: initial + 0.15)")
     parser.add_argument(
@@ -279,6 +297,17 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser)
 
 
+def _references(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--refs``, or with ``--tasks`` the shipped references of those tasks (every N)."""
+    from agents.lm.model import shipped_references
+
+    if args.refs and args.tasks:
+        raise ValueError("give --refs or --tasks, not both")
+    if args.tasks:
+        return tuple(str(path) for path in shipped_references(comma_list(args.tasks)))
+    return tuple(comma_list(args.refs)) if args.refs else ()
+
+
 @command(
     "compare",
     "methods x seeds in parallel: CSV, plots and a summary with CIs (defaults: uniform vs critical)",
@@ -302,7 +331,7 @@ def _compare(args: argparse.Namespace) -> int:
         preset=args.preset,
         overrides=tuple(overrides.items()),
         reference=args.ref,
-        references=tuple(comma_list(args.refs)) if args.refs else (),
+        references=_references(args),
         threshold=args.threshold,
         plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin),
         device=args.device,

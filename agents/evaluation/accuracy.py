@@ -18,8 +18,8 @@ from agents.evaluation.heldout import EvalSet, heldout_eval_set
 from agents.evaluation.teacher_forcing import critical_probabilities
 from agents.lm.decoding import GREEDY
 from agents.lm.episodes import play_episodes
-from arith_gym.anatomy import ERROR_KINDS, error_kind
 from arith_gym.operands import LENGTH_KINDS, problems_with_digits, split_for, split_problems
+from arith_gym.task import ProblemKey, error_kind, error_kinds
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ def rl_evaluation(
     """Sampled (and greedy) accuracy on ``comfort`` and ``split``, and p(right) per critical label.
 
     The problems are the first ``episodes`` of each split of ``eval_set`` (all of them for None;
-    default: a held-out set of ``episodes`` problems per split drawn with seed 0), so every call,
+    default: a held-out addition set of ``episodes`` problems per split drawn with seed 0; the
+    set's task is the one played), so every call,
     run and method sees the same ones; ``seed`` drives the sampling. ``{name}_problems`` says how
     many problems each accuracy is over. The teacher-forced p(right) per critical label is taken
     on the first ``critical_episodes`` problems of ``split`` (None: ``episodes``); a trainer passes
@@ -143,6 +144,7 @@ def rl_evaluation(
         count = 100 if episodes is None else episodes
         eval_set = heldout_eval_set(comfort_digits, split, count, count)
     metrics: dict[str, float] = {}
+    task = eval_set.task
     names = list(dict.fromkeys(("comfort", split)))
     problems = {name: eval_set.head(name, episodes) for name in names}
     everything = [pair for name in names for pair in problems[name]]
@@ -150,29 +152,37 @@ def rl_evaluation(
     for label, temp in (("sampled", temperature), ("greedy", GREEDY))[: 2 if greedy else 1]:
         # Both splits in one batch, sized by the harder split: one decoding loop, not two.
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-        solved, texts = play_episodes(model, everything, comfort_digits, split, temp, generator, EVAL_BATCH)
+        solved, texts = play_episodes(
+            model, everything, comfort_digits, split, temp, generator, EVAL_BATCH, task=task
+        )
         for name, start, end in zip(names, bounds[:-1], bounds[1:], strict=True):
             metrics[f"{name}_problems"] = int(end - start)
             metrics[f"{name}_{label}"] = float(solved[start:end].mean())
             if name == split and label == "sampled":
                 chosen = slice(start, end)
                 metrics.update(
-                    error_shares(problems[name], texts[chosen], solved[chosen], comfort_digits, split)
+                    error_shares(problems[name], texts[chosen], solved[chosen], comfort_digits, split, task)
                 )
     problems = eval_set.head(split, episodes if critical_episodes is None else critical_episodes)
-    for label, prob in critical_probabilities(model, problems, comfort_digits, temperature).items():
+    for label, prob in critical_probabilities(model, problems, comfort_digits, temperature, task).items():
         metrics[f"p_critical/{label}"] = prob
     return metrics
 
 
 def error_shares(
-    problems: list[tuple[int, int]], texts: list[str], solved: np.ndarray, comfort_digits: int, split: str
+    problems: list[ProblemKey],
+    texts: list[str],
+    solved: np.ndarray,
+    comfort_digits: int,
+    split: str,
+    task: str = "Addition",
 ) -> dict[str, float]:
     """``{split}_failures`` (how many episodes failed) and ``{split}_errors/{kind}``: the share of
-    those whose first wrong token is of each kind (:mod:`arith_gym.anatomy`; 0 without failures)."""
+    those whose first wrong token is of each kind (:func:`arith_gym.task.error_kinds`; addition's
+    :mod:`arith_gym.anatomy`; 0 without failures). ``critical`` is a structural critical token."""
     episodes = zip(problems, texts, solved, strict=True)
-    kinds = [error_kind(a, b, comfort_digits, text) for (a, b), text, ok in episodes if not ok]
+    kinds = [error_kind(task, problem, comfort_digits, text) for problem, text, ok in episodes if not ok]
     shares = {f"{split}_failures": float(len(kinds))}
-    for kind in ERROR_KINDS:
+    for kind in error_kinds(task):
         shares[f"{split}_errors/{kind}"] = kinds.count(kind) / len(kinds) if kinds else 0.0
     return shares

@@ -18,11 +18,11 @@ import torch
 from transformers import PreTrainedModel
 
 from agents.evaluation.stats import mean_ci
-from agents.evaluation.teacher_forcing import first_deviation
 from agents.kl import certainty
 from agents.lm.episodes import play_episodes
 from arith_gym.operands import split_problems
 from arith_gym.scratchpad import critical_mask, prompt_text, target_text
+from arith_gym.task import first_deviation
 from arith_gym.tokenizer import PAD_ID, encode
 
 PAPER_GAPS = {3: -0.33, 5: -0.21, 7: -0.13}  # the paper's Table 1, critical minus others

@@ -19,6 +19,7 @@ import torch
 from transformers import PreTrainedModel
 
 from agents.lm.episodes import play_episodes
+from arith_gym.task import ProblemKey
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -46,20 +47,24 @@ def pass_at_k_curve(counts: Sequence[int], n: int, ks: Sequence[int] | None = No
 @torch.no_grad()
 def correct_counts(
     model: PreTrainedModel,
-    problems: Sequence[tuple[int, int]],
+    problems: Sequence[ProblemKey],
     comfort_digits: int,
     split: str,
     temperature: float,
     samples: int = 32,
     seed: int = 0,
     batch_size: int = 256,
+    task: str = "Addition",
 ) -> np.ndarray:
-    """How many of ``samples`` sampled answers are right, for each problem (``[len(problems)]``)."""
+    """How many of ``samples`` sampled answers are right, for each of ``task``'s problems
+    (``[len(problems)]``)."""
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     repeated = [pair for pair in problems for _ in range(samples)]
-    solved, _ = play_episodes(model, repeated, comfort_digits, split, temperature, generator, batch_size)
+    solved, _ = play_episodes(
+        model, repeated, comfort_digits, split, temperature, generator, batch_size, task=task
+    )
     return solved.reshape(len(problems), samples).sum(axis=1)
 
 

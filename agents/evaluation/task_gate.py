@@ -17,8 +17,8 @@ from transformers import PreTrainedModel
 
 from agents.evaluation.accuracy import wilson_interval
 from agents.lm.decoding import GREEDY
-from agents.lm.task_episodes import play_task_episodes
-from arith_gym.task import ProblemKey, Task, get_task
+from agents.lm.episodes import play_episodes
+from arith_gym.task import Task, error_kind, get_task, heldout_draws
 
 GATE = {"comfort_greedy": 0.99, "plus1_low": 0.05, "plus1_high": 0.70, "critical_share": 0.90}
 
@@ -57,14 +57,6 @@ class GateResult:
         )
 
 
-def first_wrong_position(text: str, target: str) -> int:
-    """The index of the first character of ``text`` that differs from ``target`` (its length if none)."""
-    for index, (got, want) in enumerate(zip(text, target, strict=False)):
-        if got != want:
-            return index
-    return min(len(text), len(target))
-
-
 def task_gate(
     model: PreTrainedModel,
     task: str | Task,
@@ -76,19 +68,16 @@ def task_gate(
 ) -> GateResult:
     """Measure the gate on ``problems`` held-out problems of each split (drawn with ``seed``)."""
     task = get_task(task)
-    rng = np.random.default_rng(seed)
-    comfort = [task.sample(rng, "comfort", comfort_digits, "heldout") for _ in range(problems)]
-    harder: list[ProblemKey] = [task.sample(rng, "plus1", comfort_digits, "heldout") for _ in range(problems)]
+    comfort, harder = heldout_draws(task, comfort_digits, problems, seed)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    greedy, _ = play_task_episodes(model, task, comfort, comfort_digits, "comfort", GREEDY, generator, batch)
-    sampled, texts = play_task_episodes(
-        model, task, harder, comfort_digits, "plus1", temperature, generator, batch
+    greedy, _ = play_episodes(model, comfort, comfort_digits, "comfort", GREEDY, generator, batch, task=task)
+    sampled, texts = play_episodes(
+        model, harder, comfort_digits, "plus1", temperature, generator, batch, task=task
     )
-    at_critical = []
-    for problem, text, solved in zip(harder, texts, sampled, strict=True):
-        if solved:
-            continue
-        target, records = task.target(problem, comfort_digits)
-        at_critical.append(first_wrong_position(text, target) in {record[0] for record in records})
+    at_critical = [
+        error_kind(task, problem, comfort_digits, text) == "critical"
+        for problem, text, solved in zip(harder, texts, sampled, strict=True)
+        if not solved
+    ]
     share = float(np.mean(at_critical)) if at_critical else 0.0
     return GateResult(float(greedy.mean()), float(sampled.mean()), len(at_critical), share, problems)

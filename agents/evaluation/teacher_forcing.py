@@ -18,7 +18,8 @@ from agents.kl import certainty as certainty_of
 from agents.lm.batches import make_batch
 from agents.lm.episodes import play_episodes
 from arith_gym.operands import problems_with_digits, split_for
-from arith_gym.scratchpad import CriticalToken, critical_mask, critical_tokens, target_text
+from arith_gym.scratchpad import CriticalToken, critical_tokens, target_text
+from arith_gym.task import ProblemKey, critical_tokens_of, first_deviation
 
 
 @dataclass(frozen=True)
@@ -34,19 +35,21 @@ class TargetProbs:
 @torch.no_grad()
 def target_token_probs(
     model: PreTrainedModel,
-    problems: Sequence[tuple[int, int]],
+    problems: Sequence[ProblemKey],
     comfort_digits: int,
     temperature: float = 1.0,
     batch_size: int = 64,
     certainty_temperature: float = 4.0,
     certainty_kind: str = "negentropy",
+    task: str = "Addition",
 ) -> list[TargetProbs]:
-    """p(right token | right prefix) at ``temperature`` for every target token of each problem."""
+    """p(right token | right prefix) at ``temperature`` for every target token of each of ``task``'s
+    problems."""
     device = next(model.parameters()).device
     results = []
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in make_batch(chunk).items()}
+        batch = {k: v.to(device) for k, v in make_batch(list(chunk), task=task).items()}
         labels = batch.pop("labels")
         raw = model(**batch).logits[:, :-1].float()
         targets = labels[:, 1:]
@@ -54,10 +57,11 @@ def target_token_probs(
             ..., 0
         ]
         certainty = certainty_of(raw, certainty_temperature, certainty_kind)
-        for row, (a, b) in enumerate(chunk):
+        for row, problem in enumerate(chunk):
             keep = (targets[row] >= 0).cpu().numpy()
             probs = log_probs[row].exp().cpu().numpy()[keep]
-            critical = critical_mask(a, b, comfort_digits, len(probs))
+            critical = np.zeros(len(probs), dtype=bool)
+            critical[[t.position for t in critical_tokens_of(task, problem, comfort_digits)]] = True
             results.append(TargetProbs(probs, certainty[row].cpu().numpy()[keep], critical))
     return results
 
@@ -86,15 +90,6 @@ def summarize_target_probs(
     }
 
 
-def first_deviation(text: str, target: str) -> int | None:
-    """Index of the first character where ``text`` leaves ``target`` (None if it never does)."""
-    for index, (written, expected) in enumerate(zip(text, target, strict=False)):
-        if written != expected:
-            return index
-    # A text that stops early (pad played) or runs on leaves the target where the shorter one ends.
-    return None if len(text) == len(target) else min(len(text), len(target))
-
-
 def critical_label(token: CriticalToken) -> str:
     """A short name for a critical-token label, e.g. ``L1.op1.comma1`` (line, operand, kind+index)."""
     return f"L{token.line}.op{token.operand}.{token.kind}{token.index}"
@@ -103,16 +98,16 @@ def critical_label(token: CriticalToken) -> str:
 @torch.no_grad()
 def critical_probabilities(
     model: PreTrainedModel,
-    problems: Sequence[tuple[int, int]],
+    problems: Sequence[ProblemKey],
     comfort_digits: int,
     temperature: float = 1.0,
+    task: str = "Addition",
 ) -> dict[str, float]:
-    """Mean p(right token) at each structural critical label, on the right prefix (on track)."""
+    """Mean p(right token) at each structural critical label of ``task``, on the right prefix (on track)."""
     sums: dict[str, list[float]] = {}
-    for (a, b), result in zip(
-        problems, target_token_probs(model, problems, comfort_digits, temperature), strict=True
-    ):
-        for token in critical_tokens(a, b, comfort_digits):
+    results = target_token_probs(model, problems, comfort_digits, temperature, task=task)
+    for problem, result in zip(problems, results, strict=True):
+        for token in critical_tokens_of(task, problem, comfort_digits):
             sums.setdefault(critical_label(token), []).append(float(result.probs[token.position]))
     return {label: float(np.mean(values)) for label, values in sorted(sums.items())}
 

@@ -230,9 +230,15 @@ def passk_of_runs(
     for label, seed, model_dir in tqdm(models, desc="pass@k", disable=not progress):
         model, task = load_reference(model_dir)
         model = model.to(device)
-        chosen = eval_set or heldout_eval_set(task.comfort_digits, split, problems, 1)
+        chosen = eval_set or heldout_eval_set(task.comfort_digits, split, problems, 1, task=task.task)
         counts = correct_counts(
-            model, chosen.head(split, problems), task.comfort_digits, split, task.temperature, samples
+            model,
+            chosen.head(split, problems),
+            task.comfort_digits,
+            split,
+            task.temperature,
+            samples,
+            task=chosen.task,
         )
         rows += [{**row, "seed": seed} for row in passk_rows(label, counts, samples)]
     return rows

@@ -173,7 +173,7 @@ def final_model_dir(job: Job) -> Path:
 def job_status(job: Job) -> RunStatus:
     """Whether ``job``'s run directory holds a finished, unfinished, damaged or no run
     (:func:`agents.run_identity.run_status`, against its held-out set's final sizes)."""
-    eval_set = evaluation_set(job.config, load_task_info(job.reference).comfort_digits)
+    eval_set = evaluation_set(job.config, load_task_info(job.reference))
     final_problems = {name: len(problems) for name, problems in eval_set.problems.items()}
     return run_status(job.run_dir, total_episodes=job.config.total_episodes, final_problems=final_problems)
 

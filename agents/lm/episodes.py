@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
@@ -16,35 +15,33 @@ from transformers import PreTrainedModel
 
 from agents.lm.decoding import RowTracker, choose_tokens
 from agents.lm.gpt2_decoding import cached_decoder
-from arith_gym import ENV_ID  # importing arith_gym registers the environment
+from arith_gym.task import ProblemKey, Task
 from arith_gym.tokenizer import encode
+from arith_gym.vector_env import TaskVectorEnv
 
 
-def make_vector_env(num_envs: int, comfort_digits: int, split: str, **kwargs) -> gym.vector.VectorEnv:
-    """The native batched env with autoreset off: finished rows wait until the batch is done."""
-    return gym.make_vec(
-        ENV_ID,
-        num_envs=num_envs,
-        vectorization_mode="vector_entry_point",
-        comfort_digits=comfort_digits,
-        split=split,
-        autoreset_mode=AutoresetMode.DISABLED,
-        **kwargs,
+def make_vector_env(
+    num_envs: int, comfort_digits: int, split: str, task: str | Task = "Addition", **kwargs
+) -> TaskVectorEnv:
+    """``task``'s native batched env with autoreset off: finished rows wait until the batch is done."""
+    return TaskVectorEnv(
+        num_envs, comfort_digits, split, autoreset_mode=AutoresetMode.DISABLED, task=task, **kwargs
     )
 
 
 @torch.no_grad()
 def play_episodes(
     model: PreTrainedModel,
-    operands: Sequence[tuple[int, int]],
+    operands: Sequence[ProblemKey],
     comfort_digits: int,
     split: str,
     temperature: float,
     generator: torch.Generator | None = None,
     batch_size: int = 256,
     drop_finished: bool = True,
+    task: str | Task = "Addition",
 ) -> tuple[np.ndarray, list[str]]:
-    """Whether each forced problem was solved, and the generated texts.
+    """Whether each forced problem of ``task`` was solved, and the generated texts.
 
     ``temperature=0`` (:data:`~agents.lm.decoding.GREEDY`) decodes greedily. ``split`` only sizes
     the env's context: pass the smallest split whose operands are at least as long as the given ones.
@@ -54,7 +51,7 @@ def play_episodes(
     texts: list[str] = [""] * len(operands)
     for start in range(0, len(operands), batch_size):
         chunk = list(operands[start : start + batch_size])
-        env = make_vector_env(len(chunk), comfort_digits, split)
+        env = make_vector_env(len(chunk), comfort_digits, split, task)
         solved, chunk_texts = _play_batch(model, env, chunk, temperature, generator, drop_finished)
         env.close()
         correct[start : start + len(chunk)] = solved

@@ -9,7 +9,7 @@ task it was trained for (``comfort_digits``) and the RL sampling temperature.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTraine
 from transformers.utils import logging as hf_logging
 
 from agents.settings import check_field_types
-from arith_gym.task import get_task
+from arith_gym.task import TASKS, get_task
 from arith_gym.tokenizer import CHARACTERS, PAD_ID, PAD_TOKEN, VOCAB_SIZE
 
 TASK_FILE = "arith_gym.json"
@@ -155,6 +155,26 @@ def load_task_info(model_dir: str | Path) -> TaskInfo:
         return TaskInfo(**values)
     except (json.JSONDecodeError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} is corrupt: {err}") from None
+
+
+def shipped_references(tasks: Sequence[str]) -> list[Path]:
+    """The shipped reference directories (``agents/checkpoints``) of ``tasks`` (names, any case),
+    task by task in the given order, each task's by N.
+
+    Raises:
+        ValueError: an unknown task, or one without a shipped reference (named).
+    """
+    shipped = [(load_task_info(path), path) for path in sorted(CHECKPOINTS_DIR.iterdir())]
+    chosen = []
+    for name in tasks:
+        task = next((t for t in TASKS if t.lower() == name.strip().lower()), None)
+        if task is None:
+            raise ValueError(f"unknown task {name!r}; registered: {', '.join(TASKS)}")
+        found = sorted((info.comfort_digits, path) for info, path in shipped if info.task == task)
+        if not found:
+            raise ValueError(f"no shipped reference of task {task} in {CHECKPOINTS_DIR}")
+        chosen += [path for _, path in found]
+    return chosen
 
 
 def load_reference(model_dir: str | Path = DEFAULT_REFERENCE) -> tuple[GPT2LMHeadModel, TaskInfo]:

@@ -28,7 +28,6 @@ from agents.lm.batches import make_batch
 from agents.lm.decoding import GREEDY
 from agents.lm.episodes import play_episodes
 from agents.lm.model import TaskInfo, build_model, load_reference, save_reference
-from agents.lm.task_episodes import play_task_episodes
 from agents.rundir import (
     CHECKPOINT,
     METRICS,
@@ -43,7 +42,7 @@ from agents.rundir import (
 )
 from agents.settings import check_field_types, settings_from_mapping
 from arith_gym.operands import problems_with_digits, sample_operands, split_for
-from arith_gym.task import get_task
+from arith_gym.task import get_task, heldout_draws
 
 UNSCORED_CHOICES: dict[str, frozenset[str] | None] = {
     "none": frozenset(),
@@ -279,12 +278,11 @@ def progress_evaluator(problems: int | None = None, seed: int = 0):
         rng = np.random.default_rng(seed)
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
         n = config.comfort_digits
-        if config.task != "Addition":  # any other task: its own draws, played through its env
+        if config.task != "Addition":  # any other task: its own held-out draws (addition keeps its own)
             task = get_task(config.task)
-            comfort = [task.sample(rng, "comfort", n, "heldout") for _ in range(count)]
-            harder = [task.sample(rng, "plus1", n, "heldout") for _ in range(count)]
-            greedy, _ = play_task_episodes(model, task, comfort, n, "comfort", GREEDY, generator)
-            sampled, _ = play_task_episodes(model, task, harder, n, "plus1", config.temperature, generator)
+            comfort, harder = heldout_draws(task, n, count, seed)
+            greedy, _ = play_episodes(model, comfort, n, "comfort", GREEDY, generator, task=task)
+            sampled, _ = play_episodes(model, harder, n, "plus1", config.temperature, generator, task=task)
             return {"comfort_greedy": float(greedy.mean()), "plus1_sampled": float(sampled.mean())}
         comfort = problems_with_digits(rng, n, "varying", count)
         harder = problems_with_digits(rng, n + 1, "varying", count)

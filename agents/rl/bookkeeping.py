@@ -54,14 +54,17 @@ def prepared_config(config: RLConfig, reference: PreTrainedModel, task: TaskInfo
     none, then what its KL weighting calibrates once on the reference
     (:meth:`~agents.rl.weighting.KLWeighting.prepare`: ``critical_auto``'s β)."""
     config = with_model_temperature(config, task)
-    problems = TrainingProblems(task.comfort_digits, config.split)
+    problems = TrainingProblems(task.comfort_digits, config.split, task.task)
     return KL_WEIGHTINGS[config.kl_weighting].prepare(reference, config, problems)
 
 
-def evaluation_set(config: RLConfig, comfort_digits: int) -> EvalSet:
-    """The held-out evaluation set of a run with ``config`` (the same for every run of a comparison)."""
+def evaluation_set(config: RLConfig, task: TaskInfo) -> EvalSet:
+    """The held-out evaluation set of a run with ``config`` on a reference trained for ``task`` (the
+    same for every run of a comparison)."""
     harder, comfort = eval_set_sizes(config)
-    return heldout_eval_set(comfort_digits, config.split, harder, comfort, config.eval_set_seed)
+    return heldout_eval_set(
+        task.comfort_digits, config.split, harder, comfort, config.eval_set_seed, task.task
+    )
 
 
 def evaluate_lm(
@@ -96,7 +99,7 @@ class RunRecord:
         run_dir: the run directory.
         config: the run's resolved settings (temperature set, calibration done).
         reference_dir: the reference model it fine-tunes.
-        comfort_digits: the reference's N.
+        task: what the reference was trained for (its task and N).
         on_update: called with each logged row of an update (not the initial evaluation's).
         resume_episodes: the run continues from its checkpoint at this many episodes: TensorBoard
             drops what was logged after it.
@@ -107,15 +110,15 @@ class RunRecord:
         run_dir: str | Path,
         config: RLConfig,
         reference_dir: str | Path,
-        comfort_digits: int,
+        task: TaskInfo,
         on_update: Callable[[dict[str, float]], None] | None = None,
         resume_episodes: int | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.reference_dir = Path(reference_dir)
-        self.comfort_digits = comfort_digits
-        self.eval_set = evaluation_set(config, comfort_digits)
+        self.comfort_digits = task.comfort_digits
+        self.eval_set = evaluation_set(config, task)
         self.on_update = on_update
         self.resume_episodes = resume_episodes
         self.last_evaluation: dict[str, float] | None = None

@@ -20,6 +20,7 @@ from agents.kl import MAX_BETA
 from agents.lm.episodes import make_vector_env
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import collect_rollout
+from arith_gym.task import get_task
 
 if TYPE_CHECKING:
     from agents.rl.weighting import TrainingProblems
@@ -56,8 +57,11 @@ def reference_certainties(
 ) -> torch.Tensor:
     """The reference's certainty J at every token of ``episodes`` episodes it samples itself on
     training ``problems`` (a 1-D tensor)."""
-    policy = LMPolicy(reference, temperature, value_hidden=(1,)).eval()
-    env = make_vector_env(episodes, problems.comfort_digits, problems.split, problem_set="train")
+    vocab_size = get_task(problems.task).vocab_size
+    policy = LMPolicy(reference, temperature, value_hidden=(1,), vocab_size=vocab_size).eval()
+    env = make_vector_env(
+        episodes, problems.comfort_digits, problems.split, problems.task, problem_set="train"
+    )
     operands = problems.draw(episodes, seed)
     generator = torch.Generator(device=next(reference.parameters()).device).manual_seed(seed)
     rollout = collect_rollout(

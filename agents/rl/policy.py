@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 from agents.lm.decoding import CACHE_KEYWORD
 from agents.lm.gpt2_decoding import GPT2Parts, gpt2_parts
 from agents.lm.model import check_vocabulary
+from arith_gym.tokenizer import VOCAB_SIZE
 
 
 @dataclass
@@ -45,13 +46,18 @@ class LMPolicy(nn.Module):
         lm: a causal LM (e.g. ``agents.lm.load_reference(...)[0]``); it is trained in place.
         temperature: sampling temperature of the policy.
         value_hidden: widths of the value MLP's hidden layers (the paper: 128, 128).
+        vocab_size: the task's vocabulary (:attr:`agents.lm.TaskInfo.vocab_size`; addition's 41).
     """
 
     def __init__(
-        self, lm: PreTrainedModel, temperature: float = 2.0, value_hidden: tuple[int, ...] = (128, 128)
+        self,
+        lm: PreTrainedModel,
+        temperature: float = 2.0,
+        value_hidden: tuple[int, ...] = (128, 128),
+        vocab_size: int = VOCAB_SIZE,
     ):
         super().__init__()
-        check_vocabulary(lm)
+        check_vocabulary(lm, vocab_size)
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.lm = lm

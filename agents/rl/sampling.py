@@ -26,7 +26,7 @@ from transformers import PreTrainedModel
 
 from agents.rl.policy import LMPolicy
 from agents.rl.rollout import Rollout, collect_rollout, with_reference
-from arith_gym.operands import sample_operands
+from arith_gym.task import ProblemKey, Task, task_problems
 from arith_gym.tokenizer import PAD_ID
 
 
@@ -55,12 +55,13 @@ class SamplingStats:
         }
 
 
-def grouped_operands(seed: int, split: str, comfort_digits: int, problems: int, group_size: int):
-    """``problems`` training problems of ``split`` (never held-out ones) drawn with ``seed``, each
-    repeated ``group_size`` times in a row."""
-    rng = np.random.default_rng(seed)
-    drawn = [sample_operands(rng, split, comfort_digits, problem_set="train") for _ in range(problems)]
-    return [pair for pair in drawn for _ in range(group_size)]
+def grouped_operands(
+    seed: int, split: str, comfort_digits: int, problems: int, group_size: int, task: str | Task = "Addition"
+) -> list[ProblemKey]:
+    """``problems`` training problems of ``task``'s ``split`` (never held-out ones) drawn with
+    ``seed``, each repeated ``group_size`` times in a row."""
+    drawn = task_problems(task, split, comfort_digits, problems, seed, problem_set="train")
+    return [problem for problem in drawn for _ in range(group_size)]
 
 
 def constant_groups(rollout: Rollout) -> torch.Tensor:
@@ -99,7 +100,9 @@ def sample_batch(
     correct = []
     for rounds in range(1, (max_rounds if dynamic_sampling else 1) + 1):
         round_seed = seed if rounds == 1 else derived_seed(seed, rounds)
-        operands = grouped_operands(round_seed, config.split, config.comfort_digits, problems, group_size)
+        operands = grouped_operands(
+            round_seed, config.split, config.comfort_digits, problems, group_size, config.task
+        )
         rollout = collect_rollout(
             policy, None, env, generator, seed=round_seed, options={"operands": operands}, **score
         )

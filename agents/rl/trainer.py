@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from agents.kl import NonFiniteError
 from agents.lm.episodes import make_vector_env
-from agents.lm.model import DEFAULT_REFERENCE, TaskInfo, load_reference
+from agents.lm.model import DEFAULT_REFERENCE, load_reference
 from agents.rl.algorithms import check_config
 from agents.rl.bookkeeping import (
     CONFIG_FILE,
@@ -74,7 +74,10 @@ class Trainer:
         self.config = config
         self.pieces = check_config(config)
         torch.manual_seed(config.seed)  # the value head's initialisation
-        self.policy = LMPolicy(copy.deepcopy(reference), config.temperature, config.value_hidden).to(device)
+        policy = LMPolicy(
+            copy.deepcopy(reference), config.temperature, config.value_hidden, self.task.vocab_size
+        )
+        self.policy = policy.to(device)
         self.reference = reference.to(device).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -84,10 +87,11 @@ class Trainer:
             config.episodes_per_update,
             self.task.comfort_digits,
             config.split,
+            self.task.task,
             reward_mode=config.reward_mode,
             problem_set="train",
         )
-        self.record = RunRecord(self.run_dir, config, self.reference_dir, self.task.comfort_digits)
+        self.record = RunRecord(self.run_dir, config, self.reference_dir, self.task)
         self.update = 0
         self.episodes = 0
         self._saved_update = 0  # the update of the last checkpoint written or loaded
@@ -104,7 +108,7 @@ class Trainer:
 
     def save(self) -> Path:
         """Write ``checkpoint/`` atomically: a crash mid-write keeps the previous one."""
-        info = TaskInfo(self.task.comfort_digits, self.config.temperature, self.task.size, "RL fine-tuned")
+        info = replace(self.task, temperature=self.config.temperature, notes="RL fine-tuned")
         state = {
             "value_head": self.policy.value_head.state_dict(),
             "optimizer": self.optimizer.state_dict(),

@@ -32,7 +32,7 @@ from agents.kl import NonFiniteError
 from agents.registry import Registry
 from agents.rl.config import RLConfig
 from agents.rl.methods import register_method
-from arith_gym.operands import split_problems
+from arith_gym.task import ProblemKey, task_problems
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -113,10 +113,11 @@ class TrainingProblems:
 
     comfort_digits: int
     split: str
+    task: str = "Addition"
 
-    def draw(self, count: int, seed: int = 0) -> list[tuple[int, int]]:
-        """``count`` training problems of the split, drawn with ``seed``."""
-        return split_problems(self.split, self.comfort_digits, count, seed, problem_set="train")
+    def draw(self, count: int, seed: int = 0) -> list[ProblemKey]:
+        """``count`` training problems of the task's split, drawn with ``seed``."""
+        return task_problems(self.task, self.split, self.comfort_digits, count, seed, problem_set="train")
 
 
 @runtime_checkable

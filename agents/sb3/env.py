@@ -9,8 +9,8 @@ import numpy as np
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv
 
-from arith_gym import ENV_ID  # importing arith_gym registers the environment
-from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE
+from arith_gym.task import env_id, get_task
+from arith_gym.tokenizer import PAD_ID
 
 
 class ForbidPad(gym.Wrapper):
@@ -21,7 +21,7 @@ class ForbidPad(gym.Wrapper):
     """
 
     def action_masks(self) -> np.ndarray:
-        mask = np.ones(VOCAB_SIZE, dtype=bool)
+        mask = np.ones(self.action_space.n, dtype=bool)
         mask[PAD_ID] = False
         return mask
 
@@ -32,15 +32,16 @@ def make_sb3_env(
     n_envs: int = 1,
     seed: int | None = None,
     forbid_pad: bool = False,
+    task: str = "Addition",
     **env_kwargs: Any,
 ) -> VecEnv:
-    """An SB3 ``VecEnv`` (``DummyVecEnv`` of ``Monitor``-wrapped envs) of ``arith_gym/Addition-v0``.
+    """An SB3 ``VecEnv`` (``DummyVecEnv`` of ``Monitor``-wrapped envs) of ``arith_gym/<task>-v0``.
 
     ``forbid_pad=True`` wraps each env in :class:`ForbidPad` (action masks for MaskablePPO);
     ``env_kwargs`` go to the env (``reward_mode``, ``max_episode_steps``, ...).
     """
     return make_vec_env(
-        ENV_ID,
+        env_id(get_task(task).name),
         n_envs=n_envs,
         seed=seed,
         # SB3 asks for render_mode="rgb_array" unless told otherwise; this env renders text only.

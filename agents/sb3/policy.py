@@ -47,7 +47,7 @@ from agents.rl.config import RLConfig
 from agents.rl.policy import value_mlp
 from agents.rl.weighting import KL_WEIGHTINGS, TokenBatch, check_weighting, compute_weights
 from agents.sb3.kl_penalty import SB3_BATCH_FIELDS
-from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE
+from arith_gym.tokenizer import CHARACTERS, PAD_ID
 
 KL_SETTINGS = (
     "kl_weighting",
@@ -61,7 +61,9 @@ KL_SETTINGS = (
 """The policy's keywords of the KL to the reference, named as the RLConfig fields they mirror."""
 
 
-def _load_lm(source: PreTrainedModel | PretrainedConfig | str | Path, what: str) -> tuple[nn.Module, float]:
+def _load_lm(
+    source: PreTrainedModel | PretrainedConfig | str | Path, what: str, vocab_size: int
+) -> tuple[nn.Module, float]:
     """A private copy of ``source`` and its recorded temperature (1.0 when none is recorded).
 
     ``source``: a model object (deep-copied), a model directory (``load_reference``) or a
@@ -76,7 +78,7 @@ def _load_lm(source: PreTrainedModel | PretrainedConfig | str | Path, what: str)
         model, temperature = copy.deepcopy(source), 1.0
     else:
         raise TypeError(f"{what} must be a model, a model directory or a config, got {type(source).__name__}")
-    check_vocabulary(model)
+    check_vocabulary(model, vocab_size)
     return model, temperature
 
 
@@ -111,9 +113,10 @@ class _LMPolicyMixin:
         gradient_checkpointing: bool = False,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(action_space, spaces.Discrete) or action_space.n != VOCAB_SIZE:
+        if not isinstance(action_space, spaces.Discrete) or not 0 < action_space.n <= len(CHARACTERS):
             raise ValueError(
-                f"the action space must be Discrete({VOCAB_SIZE}) (one token), got {action_space}"
+                f"the action space must be Discrete(V) (one character token, V <= {len(CHARACTERS)}), "
+                f"got {action_space}"
             )
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
             raise ValueError(f"the observation space must be a 1-D Box of token ids, got {observation_space}")
@@ -139,13 +142,14 @@ class _LMPolicyMixin:
         if kwargs.pop("use_sde", False):
             raise ValueError("use_sde does not apply to a discrete token policy")
 
-        model, recorded = _load_lm(lm if lm is not None else lm_path, "lm")
+        vocab_size = int(action_space.n)  # the task's: its env's action space
+        model, recorded = _load_lm(lm if lm is not None else lm_path, "lm", vocab_size)
         temperature = recorded if temperature is None else float(temperature)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         ref = None
         if reference is not None:
-            ref = _load_lm(reference, "reference")[0]
+            ref = _load_lm(reference, "reference", vocab_size)[0]
         elif not KL_WEIGHTINGS[kl_weighting].zero:
             ref = copy.deepcopy(model)  # the initial LM, frozen
         if ref is not None:

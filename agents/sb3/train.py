@@ -10,23 +10,22 @@ algorithm under SB3's name, passed to the LM policy under its own name, used by
 from __future__ import annotations
 
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.lm.model import TaskInfo, load_reference
+from agents.lm.model import load_reference
 from agents.rl.bookkeeping import RunRecord, prepared_config
 from agents.rl.config import RLConfig
 from agents.rl.weighting import check_weighting
 from agents.sb3.env import make_sb3_env
 from agents.sb3.kl_penalty import KLA2C, KLPPO, SB3_BATCH_FIELDS
 from agents.sb3.policy import KL_SETTINGS, LMActorCriticPolicy
-from arith_gym.operands import sample_operands
 from arith_gym.rules import EnvConfig
-from arith_gym.scratchpad import target_text
+from arith_gym.task import get_task
 
 SB3_ALGOS = ("sb3-ppo", "sb3-a2c")
 SB3_MODEL = "sb3_model.zip"
@@ -207,8 +206,12 @@ def train_sb3(
     del reference
     temperature = config.temperature
     rng = np.random.default_rng(config.seed)
+    rules = get_task(task.task)
     mean_length = np.mean(
-        [len(target_text(*sample_operands(rng, config.split, task.comfort_digits))) for _ in range(256)]
+        [
+            len(rules.target(rules.sample(rng, config.split, task.comfort_digits, "train"), 1)[0])
+            for _ in range(256)
+        ]
     )
     # No more envs than episodes per update: each env then ends about one episode per rollout.
     n_envs = min(n_envs, config.episodes_per_update)
@@ -219,8 +222,9 @@ def train_sb3(
         seed=config.seed,
         reward_mode=config.reward_mode,
         problem_set="train",  # never a held-out problem, as in agents.rl
+        task=task.task,
     )
-    record = RunRecord(run, config, reference_dir, task.comfort_digits, on_update)
+    record = RunRecord(run, config, reference_dir, task, on_update)
     record.start()
     policy_kwargs = {name: getattr(config, name) for name in POLICY_ARGUMENTS}
     policy_kwargs.update(lm_path=str(reference_dir), temperature=temperature, gradient_checkpointing=True)
@@ -250,12 +254,12 @@ def train_sb3(
     callback = _EpisodeBudget(evaluate, record.log, every, config.total_episodes)
     # The callback stops at the budget; SB3 wants a step count: a bound with every episode at
     # the step limit, plus the envs' unfinished episodes and one rollout of spill-over.
-    step_limit = EnvConfig.from_kwargs(task.comfort_digits, config.split).max_episode_steps
+    step_limit = EnvConfig.from_kwargs(task.comfort_digits, config.split, task=task.task).max_episode_steps
     most_steps = (config.total_episodes + n_envs + config.episodes_per_update) * step_limit
     model.learn(total_timesteps=most_steps, callback=callback)
     callback.log(evaluate=True, final=True)  # after the last update
     model.save(run / SB3_MODEL)
-    info = TaskInfo(task.comfort_digits, temperature, task.size, f"RL fine-tuned with SB3 ({algo})")
+    info = replace(task, temperature=temperature, notes=f"RL fine-tuned with SB3 ({algo})")
     # Last, and atomic: the checkpoint marks the run finished.
     record.save(model.policy.lm, info, callback.rollouts, callback.episodes)
     record.close()

@@ -2,10 +2,10 @@
 
 An optional extra: ``pip install 'arith-gym[trl]'``. ::
 
-    from agents.trl import WeightedKLGRPOTrainer, addition_reward, problem_dataset, prepare_model
+    from agents.trl import WeightedKLGRPOTrainer, problem_dataset, prepare_model, task_reward
 
     model = prepare_model(agents.lm.load_reference()[0])
-    trainer = WeightedKLGRPOTrainer(model=model, reward_funcs=addition_reward,
+    trainer = WeightedKLGRPOTrainer(model=model, reward_funcs=task_reward,
                                     train_dataset=problem_dataset("plus1", 3, 512), args=GRPOConfig(...),
                                     processing_class=tokenizer, kl_weighting="critical", kl_beta=150)
 
@@ -31,6 +31,7 @@ from agents.trl.task import (
     positions_from_attention_mask,
     prepare_model,
     problem_dataset,
+    task_reward,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "positions_from_attention_mask",
     "prepare_model",
     "problem_dataset",
+    "task_reward",
 ]

@@ -1,9 +1,9 @@
-"""The addition task in TRL's terms: a dataset of prompts, a reward function, and two adapters
-that make a transformers ``generate`` / forward play episodes exactly as the env does.
+"""A task in TRL's terms: a dataset of prompts, a reward function, and two adapters that make a
+transformers ``generate`` / forward play episodes exactly as the env does.
 
-Everything about the task comes from ``arith_gym``: the prompts (``scratchpad.prompt_text``),
-the problems (``operands``, training problems only), where an episode ends (the result line's
-newline) and the judgement (``rules.judge``).
+Everything about the task comes from ``arith_gym``: the prompts and problems (the registered
+task's, training problems only), where an episode ends (the result line's newline) and the
+judgement (``rules.judge``), the same for every task.
 """
 
 from __future__ import annotations
@@ -14,27 +14,28 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
-from arith_gym.operands import split_problems
 from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, RESULT_LINE_TABLE, judge
-from arith_gym.scratchpad import prompt_text
+from arith_gym.task import get_task, task_problems
 from arith_gym.tokenizer import PAD_ID, PAD_TOKEN
 
 
-def problem_dataset(split: str, comfort_digits: int, count: int, seed: int = 0):
-    """A ``datasets.Dataset`` of ``count`` training problems of ``split`` (never held-out ones),
-    drawn with ``seed``: columns ``prompt`` (the env's prompt text), ``a``, ``b``, ``answer``
-    (decimal strings: operands may exceed 64 bits)."""
+def problem_dataset(split: str, comfort_digits: int, count: int, seed: int = 0, task: str = "Addition"):
+    """A ``datasets.Dataset`` of ``count`` training problems of ``task``'s ``split`` (never held-out
+    ones), drawn with ``seed``: columns ``prompt`` (the env's prompt text), ``problem`` (the task's
+    key, e.g. ``"12+345"``), ``answer`` and, where the task names its key's entries (addition: ``a``,
+    ``b``), one column each (decimal strings: numbers may exceed 64 bits)."""
     from datasets import Dataset
 
-    problems = split_problems(split, comfort_digits, count, seed, problem_set="train")
-    return Dataset.from_dict(
-        {
-            "prompt": [prompt_text(a, b) for a, b in problems],
-            "a": [str(a) for a, _ in problems],
-            "b": [str(b) for _, b in problems],
-            "answer": [str(a + b) for a, b in problems],
-        }
-    )
+    rules = get_task(task)
+    problems = task_problems(rules, split, comfort_digits, count, seed, problem_set="train")
+    columns = {
+        "prompt": [rules.prompt(problem) for problem in problems],
+        "problem": [rules.key(problem) for problem in problems],
+    }
+    for index, name in enumerate(getattr(rules, "info_fields", ())):
+        columns[name] = [str(problem[index]) for problem in problems]
+    columns["answer"] = [str(rules.answer(problem)) for problem in problems]
+    return Dataset.from_dict(columns)
 
 
 def load_tokenizer(model_dir: str | Path):
@@ -67,7 +68,7 @@ def completion_text(completion: object) -> str:
     )
 
 
-def addition_reward(completions: list[object], answer: list[object], **_: Any) -> list[float]:
+def task_reward(completions: list[object], answer: list[object], **_: Any) -> list[float]:
     """TRL reward function: 1.0 where the completion states the right result, else 0.0; it never
     raises on any text.
 
@@ -93,6 +94,8 @@ class EndEpisodes(LogitsProcessor):
 
     def __init__(self, eos_token_id: int = PAD_ID) -> None:
         self.eos_token_id = eos_token_id
+        # Addition's table: a later character (id >= 41, e.g. "*") moves the automaton as the pad
+        # column does (neither is in "</scratch>" or a newline), so ids are clamped into it.
         self.table = torch.as_tensor(RESULT_LINE_TABLE)
         self.prompt_length: int | None = None
         self.state: torch.Tensor | None = None
@@ -147,3 +150,7 @@ def prepare_model(model: PreTrainedModel) -> PreTrainedModel:
     """``model`` made to play the env's episodes under TRL: positions from the attention mask
     and ``generate`` ending each row at its result line."""
     return end_episodes_in_generate(positions_from_attention_mask(model))
+
+
+addition_reward = task_reward
+"""The reward's earlier name (every task's answer is judged by the same rule)."""

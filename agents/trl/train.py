@@ -13,18 +13,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from transformers import PrinterCallback, TrainerCallback
 
-from agents.lm.model import TaskInfo, load_reference
+from agents.lm.model import load_reference
 from agents.rl.algorithms import apply_algorithm, resolve
 from agents.rl.bookkeeping import RunRecord, prepared_config
 from agents.rl.config import RLConfig
 from agents.rl.weighting import check_weighting
 from agents.rundir import METRICS
 from agents.trl.grpo import TRL_BATCH_FIELDS, WeightedKLGRPOTrainer
-from agents.trl.task import addition_reward, load_tokenizer, prepare_model, problem_dataset
+from agents.trl.task import load_tokenizer, prepare_model, problem_dataset, task_reward
 from arith_gym.rules import EnvConfig
 
 LOSS_TYPES = {"seq_mean_token_mean": "grpo", "token_mean": "bnpo", "seq_mean_token_sum_norm": "dr_grpo"}
@@ -108,7 +109,7 @@ def train_trl_grpo(
     config = prepared_config(config, model, task)  # the model's temperature, critical_auto's β
     temperature = config.temperature
     (run / METRICS).unlink(missing_ok=True)  # a TRL run cannot resume mid-way: it starts again
-    record = RunRecord(run, config, reference_dir, task.comfort_digits, on_update)
+    record = RunRecord(run, config, reference_dir, task, on_update)
     record.start()
     pieces = resolve(config)
     updates = config.num_updates
@@ -119,7 +120,9 @@ def train_trl_grpo(
         steps_per_generation=config.minibatches,
         num_iterations=config.update_epochs,
         num_generations=pieces.group_size,
-        max_completion_length=EnvConfig.from_kwargs(task.comfort_digits, config.split).max_episode_steps,
+        max_completion_length=EnvConfig.from_kwargs(
+            task.comfort_digits, config.split, task=task.task
+        ).max_episode_steps,
         max_steps=updates * steps_per_update,
         learning_rate=config.lr,
         lr_scheduler_type="constant",
@@ -142,8 +145,10 @@ def train_trl_grpo(
     )
     trainer = WeightedKLGRPOTrainer(
         model=prepare_model(model.to(device)),
-        reward_funcs=addition_reward,
-        train_dataset=problem_dataset(config.split, task.comfort_digits, config.total_episodes, config.seed),
+        reward_funcs=task_reward,
+        train_dataset=problem_dataset(
+            config.split, task.comfort_digits, config.total_episodes, config.seed, task.task
+        ),
         args=args,
         processing_class=load_tokenizer(reference_dir),
         weighting_config=config,
@@ -157,7 +162,7 @@ def train_trl_grpo(
     bookkeeping = _Bookkeeping(steps_per_update, config, evaluate, record.log)
     trainer.add_callback(bookkeeping)
     trainer.train()
-    info = TaskInfo(task.comfort_digits, temperature, task.size, "RL fine-tuned with TRL GRPO")
+    info = replace(task, temperature=temperature, notes="RL fine-tuned with TRL GRPO")
     # Last, and atomic: the checkpoint marks the run finished.
     record.save(trainer.model, info, bookkeeping.update, bookkeeping.episodes)
     record.close()
