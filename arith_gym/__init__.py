@@ -24,7 +24,7 @@ from arith_gym.vector_env import AdditionVectorEnv
 if ENV_ID not in registry:
     register(
         id=ENV_ID,
-        entry_point="arith_gym.env:AdditionEnv",
+        entry_point="arith_gym.task_env:make_addition_env",
         vector_entry_point="arith_gym.vector_env:AdditionVectorEnv",
     )
 for _task in (AdditionTask(), MultiplyTask(), MultiSumTask()):

@@ -342,6 +342,19 @@ RESULT_LINE_ENDED = len(RESULT_LINE_NEXT) - 1
 """The state once the result line's newline is written: the episode terminates."""
 
 
+_OTHER_CHARACTER = tokenizer.TOKEN_TO_ID["0"]  # a character in neither "</scratch>" nor a newline
+_COLUMNS = {character: tokenizer.TOKEN_TO_ID[character] for character in tokenizer.VOCAB[: tokenizer.PAD_ID]}
+
+
+def advance_result_line(state: int, text: str) -> int:
+    """The automaton's state after reading ``text`` from ``state`` (any characters: one outside the
+    character table reads as any character that is not part of ``</scratch>`` or a newline)."""
+    table = RESULT_LINE_NEXT
+    for character in text:
+        state = table[state][_COLUMNS.get(character, _OTHER_CHARACTER)]
+    return state
+
+
 def episode_length(ids: Iterable[int]) -> int | None:
     """How many of the tokens ``ids`` (generated after the prompt) an episode plays: up to and
     including the result line's newline, where the env terminates it; None if it never does."""

@@ -122,7 +122,10 @@ class TaskVectorEnv(VectorEnv):
         problem_set: str = "all",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         task: str | Task = "Addition",
+        tokenizer: object = None,
     ) -> None:
+        if tokenizer is not None:  # TaskEnv plays any tokenizer: gym.make_vec(..., "sync") batches it
+            raise ValueError("the native vector env plays character tokens; use vectorization_mode='sync'")
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         try:
@@ -393,5 +396,4 @@ class TaskVectorEnv(VectorEnv):
         return None if render_episode(self.render_mode, "\n".join(frames)) is None else frames
 
 
-AdditionVectorEnv = TaskVectorEnv
-"""The vector env of ``arith_gym/Addition-v0`` (the default task), by its earlier name."""
+AdditionVectorEnv = TaskVectorEnv  # the vector env of arith_gym/Addition-v0, by its earlier name

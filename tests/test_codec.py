@@ -1,0 +1,139 @@
+"""Any tokenizer (arith_gym/codec.py): a byte-level BPE trained here, offline, in about a second.
+
+The env judges text: the canonical encoding of the target and a character-by-character path to
+the same text both earn 1, a token that writes no text ends the episode as wrong, and a step is a
+critical decision when its text covers a critical character while on track.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import arith_gym  # noqa: F401  (registers the environments)
+from arith_gym.codec import CharacterCodec, TokenizerCodec
+from arith_gym.task import get_task, task_problems
+from arith_gym.task_env import TaskEnv
+from arith_gym.tokenizer import CHARACTERS, PAD_ID
+
+tokenizers = pytest.importorskip("tokenizers")
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    """A byte-level BPE of 400 tokens trained on addition's own text (N = 3, comfort and plus1)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    task = get_task("Addition")
+    texts = [
+        task.prompt(problem) + task.target(problem, 3)[0]
+        for split in ("comfort", "plus1")
+        for problem in task_problems(task, split, 3, 300, seed=0)
+    ]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def _play(env, ids):
+    infos = []
+    for token in ids:
+        _, reward, terminated, truncated, info = env.step(int(token))
+        infos.append(info)
+        if terminated or truncated:
+            return reward, terminated, infos
+    return None, False, infos
+
+
+def test_the_env_checker_passes_with_a_bpe_tokenizer(bpe):
+    env = gym.make("arith_gym/Addition-v0", comfort_digits=3, split="plus1", tokenizer=bpe)
+    assert isinstance(env.unwrapped, TaskEnv) and env.action_space.n == 400
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@given(seed=st.integers(0, 2**16), split=st.sampled_from(["comfort", "plus1", "plus2"]))
+@settings(max_examples=20, deadline=None)
+def test_the_canonical_and_the_character_path_both_earn_one(bpe, seed, split):
+    codec = TokenizerCodec(bpe)
+    env = TaskEnv("Addition", comfort_digits=3, split=split, tokenizer=codec)
+    _, info = env.reset(seed=seed)
+    target = info["target"]
+    canonical = codec.encode(target)
+    assert len(canonical) < len(target)  # BPE fuses characters
+    reward, terminated, infos = _play(env, canonical)
+    assert (reward, terminated, infos[-1]["correct"], infos[-1]["text"]) == (1.0, True, True, target)
+    env.reset(seed=seed)
+    by_character = [int(codec.encode(character)[0]) for character in target]
+    reward, terminated, infos = _play(env, by_character)
+    assert (reward, terminated, infos[-1]["correct"], infos[-1]["text"]) == (1.0, True, True, target)
+
+
+@given(seed=st.integers(0, 2**16))
+@settings(max_examples=20, deadline=None)
+def test_critical_labels_land_on_the_tokens_that_cover_the_critical_characters(bpe, seed):
+    codec = TokenizerCodec(bpe)
+    env = TaskEnv("Addition", comfort_digits=3, split="plus1", tokenizer=codec)
+    _, info = env.reset(seed=seed)
+    critical = {t.position for t in env._critical_at.values()}
+    spans = codec.offsets(info["target"])
+    _, _, infos = _play(env, codec.encode(info["target"]))
+    labelled = [(span, step["critical"]) for span, step in zip(spans, infos, strict=True)]
+    for (start, end), token in labelled:
+        covered = sorted(p for p in critical if start <= p < end)
+        assert (token.position if token else None) == (covered[0] if covered else None)
+
+
+def test_a_token_without_text_ends_the_episode_as_wrong_and_never_raises(bpe):
+    codec = TokenizerCodec(bpe, vocab_size=420)  # a model's output may be wider than the tokenizer
+    pad = bpe.token_to_id("<pad>")
+    partial = bpe.token_to_id("Ã")  # the byte 0xC3 alone: the start of a two-byte character
+    assert codec.piece(pad) is None and codec.piece(410) is None and codec.piece(partial) is None
+    for token in (pad, 410, partial):
+        env = TaskEnv("Addition", comfort_digits=3, split="plus1", tokenizer=codec)
+        _, info = env.reset(seed=0)
+        reward, terminated, infos = _play(env, [*codec.encode(info["target"][:20]), token])
+        assert (reward, terminated, infos[-1]["correct"], infos[-1]["on_track"]) == (0.0, True, False, False)
+
+
+def test_the_sync_vector_env_agrees_with_the_single_env(bpe):
+    vector = gym.make_vec(
+        "arith_gym/Addition-v0", num_envs=2, vectorization_mode="sync", comfort_digits=2, tokenizer=bpe
+    )
+    _, infos = vector.reset(seed=3)
+    single = TaskEnv("Addition", comfort_digits=2, tokenizer=bpe)
+    _, info = single.reset(seed=4)
+    assert infos["problem"][1] == info["problem"]
+    codec = TokenizerCodec(bpe)
+    targets = [codec.encode(target) for target in infos["target"]]
+    for step in range(len(targets[1])):
+        actions = np.array([t[step] if step < len(t) else 0 for t in targets])
+        _, rewards, terminated, _, infos = vector.step(actions)
+        _, reward, ended, _, info = single.step(int(actions[1]))
+        assert (rewards[1], terminated[1], infos["text"][1]) == (reward, ended, info["text"])
+    assert (reward, ended) == (1.0, True)
+
+
+def test_the_native_vector_env_names_the_mode_that_takes_a_tokenizer(bpe):
+    with pytest.raises(ValueError, match="vectorization_mode='sync'"):
+        gym.make_vec(
+            "arith_gym/Addition-v0", num_envs=2, vectorization_mode="vector_entry_point", tokenizer=bpe
+        )
+
+
+def test_the_character_codec_is_the_character_table():
+    codec = CharacterCodec()
+    assert codec.piece(PAD_ID) is None and codec.piece(41) is None and codec.piece(3) == CHARACTERS[3]
+    assert CharacterCodec(42).piece(41) == "*"
+    np.testing.assert_array_equal(codec.encode("12+3"), arith_gym.encode("12+3"))
