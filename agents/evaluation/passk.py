@@ -13,6 +13,7 @@ problems, for k = 1, 2, 4, ..., n.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,15 +56,24 @@ def correct_counts(
     seed: int = 0,
     batch_size: int = 256,
     task: str = "Addition",
+    tokenizer: Any = None,
 ) -> np.ndarray:
     """How many of ``samples`` sampled answers are right, for each of ``task``'s problems
-    (``[len(problems)]``)."""
+    (``[len(problems)]``); ``tokenizer``: see :func:`~agents.lm.episodes.play_episodes`."""
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     repeated = [pair for pair in problems for _ in range(samples)]
     solved, _ = play_episodes(
-        model, repeated, comfort_digits, split, temperature, generator, batch_size, task=task
+        model,
+        repeated,
+        comfort_digits,
+        split,
+        temperature,
+        generator,
+        batch_size,
+        task=task,
+        tokenizer=tokenizer,
     )
     return solved.reshape(len(problems), samples).sum(axis=1)
 

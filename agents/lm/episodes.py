@@ -1,12 +1,16 @@
-"""Play whole episodes of the arith_gym vector env with a language model (no training data).
+"""Play whole episodes of an arith_gym task with a language model (no training data).
 
 The environment judges every episode: it owns the text format, termination and reward, so
-evaluation and pre-training checks can never disagree with what RL optimises.
+evaluation and pre-training checks can never disagree with what RL optimises. A model of the
+character tokens plays the native vector env; any other causal LM plays with its own tokenizer
+(:mod:`arith_gym.codec`) through one :class:`~arith_gym.task_env.TaskEnv` per episode. Both
+decode over a KV cache: the GPT-2 fast path where it applies, else transformers' own cache.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +19,9 @@ from transformers import PreTrainedModel
 
 from agents.lm.decoding import RowTracker, choose_tokens
 from agents.lm.gpt2_decoding import cached_decoder
+from arith_gym.codec import Codec, TokenizerCodec
 from arith_gym.task import ProblemKey, Task
+from arith_gym.task_env import TaskEnv
 from arith_gym.tokenizer import encode
 from arith_gym.vector_env import TaskVectorEnv
 
@@ -40,8 +46,12 @@ def play_episodes(
     batch_size: int = 256,
     drop_finished: bool = True,
     task: str | Task = "Addition",
+    tokenizer: Any = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Whether each forced problem of ``task`` was solved, and the generated texts.
+
+    ``tokenizer``: None for a model of the character tokens; else the model's Hugging Face
+    tokenizer (or an :class:`arith_gym.codec.Codec`), and ``model`` any causal LM.
 
     ``temperature=0`` (:data:`~agents.lm.decoding.GREEDY`) decodes greedily. ``split`` only sizes
     the env's context: pass the smallest split whose operands are at least as long as the given ones.
@@ -49,8 +59,15 @@ def play_episodes(
     """
     correct = np.zeros(len(operands), dtype=bool)
     texts: list[str] = [""] * len(operands)
+    codec = None if tokenizer is None else model_codec(model, tokenizer)
     for start in range(0, len(operands), batch_size):
         chunk = list(operands[start : start + batch_size])
+        if codec is not None:
+            envs = [TaskEnv(task, comfort_digits, split, tokenizer=codec) for _ in chunk]
+            solved, chunk_texts = _play_envs(model, envs, codec, chunk, temperature, generator)
+            correct[start : start + len(chunk)] = solved
+            texts[start : start + len(chunk)] = chunk_texts
+            continue
         env = make_vector_env(len(chunk), comfort_digits, split, task)
         solved, chunk_texts = _play_batch(model, env, chunk, temperature, generator, drop_finished)
         env.close()
@@ -78,4 +95,37 @@ def _play_batch(model, env, operands, temperature, generator, drop_finished) -> 
         if not done.all():
             held = tracker.drop_finished(decoder, torch.as_tensor(done, device=decoder.device))
             logits = decoder.step(actions[held]).logits[:, -1]
+    return correct, texts
+
+
+def model_codec(model: PreTrainedModel, tokenizer: Any) -> Codec:
+    """``tokenizer`` as the codec of ``model``'s actions: its ids up to the model's output size
+    (a model's embedding matrix is often wider than its tokenizer)."""
+    if isinstance(tokenizer, Codec):
+        return tokenizer
+    return TokenizerCodec(tokenizer, vocab_size=model.get_output_embeddings().out_features)
+
+
+def _play_envs(
+    model: PreTrainedModel,
+    envs: list[TaskEnv],
+    codec: Codec,
+    problems: list[ProblemKey],
+    temperature: float,
+    generator: torch.Generator | None,
+) -> tuple[np.ndarray, list[str]]:
+    """Play one episode per env (``problems[i]`` on ``envs[i]``), every row decoded each step."""
+    infos = [env.reset(options={"problem": problem})[1] for env, problem in zip(envs, problems, strict=True)]
+    decoder = cached_decoder(model)
+    logits = decoder.start([codec.encode(info["prompt"]) for info in infos]).logits[:, -1]
+    live = np.ones(len(envs), dtype=bool)
+    correct, texts = np.zeros(len(envs), dtype=bool), [""] * len(envs)
+    while live.any():
+        actions = choose_tokens(logits, temperature, generator)
+        for row in np.flatnonzero(live):
+            _, _, terminated, truncated, info = envs[row].step(int(actions[row]))
+            if terminated or truncated:
+                live[row], correct[row], texts[row] = False, info["correct"], info["text"]
+        if live.any():
+            logits = decoder.step(actions).logits[:, -1]
     return correct, texts
