@@ -213,6 +213,14 @@ def critical_tokens_of(task: str | Task, problem: ProblemKey, comfort_digits: in
     return [CriticalToken(r[0], r[1], r[2], r[3], kinds[r[4]]) for r in records]  # type: ignore[arg-type]
 
 
+def critical_positions(task: str | Task, problem: ProblemKey, comfort_digits: int, length: int) -> np.ndarray:
+    """Bool mask of the first ``length`` target positions of ``problem``: True at a critical token."""
+    mask = np.zeros(length, dtype=bool)
+    positions = [t.position for t in critical_tokens_of(task, problem, comfort_digits)]
+    mask[[position for position in positions if position < length]] = True
+    return mask
+
+
 def first_deviation(text: str, target: str) -> int | None:
     """Index of the first character where ``text`` leaves ``target`` (None if it never does)."""
     for index, (written, expected) in enumerate(zip(text, target, strict=False)):

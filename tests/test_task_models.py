@@ -127,3 +127,24 @@ def test_the_shipped_multiply_reference_loads_and_solves_its_comfort_zone():
     problems = [task.sample(rng, "comfort", 3, "heldout") for _ in range(32)]
     solved, _ = play_episodes(model, problems, 3, "comfort", GREEDY, task=task)
     assert solved.all()  # its card: 100.0 % [99.6, 100.0] on 1000
+
+
+@pytest.mark.parametrize("name", ["Multiply", "MultiSum"])
+def test_the_certainty_gap_and_the_finder_take_any_task(name):
+    from agents.evaluation.certainty_gap import certainty_gap
+    from agents.evaluation.finder import find_critical_tokens
+
+    task = get_task(name)
+    model = build_model("micro", seed=2, vocab_size=task.vocab_size).eval()
+    gap = certainty_gap(model, 2, episodes=6, source="target", task=name)
+    assert gap.used == 6 and np.isfinite(gap.gap)  # every plus1 target holds its decisions
+    report = find_critical_tokens(
+        model, 2, episodes=1, samples=2, source="target", positions="all", task=name
+    )
+    target, records = task.target(_first_plus1_problem(name), 2)
+    assert report.structural.sum() == len(records) and len(report.token) == len(target)
+
+
+def _first_plus1_problem(name):
+    rng = np.random.default_rng(0)
+    return get_task(name).sample(rng, "plus1", 2, "all")

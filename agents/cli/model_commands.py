@@ -276,6 +276,7 @@ def _analyze(args: argparse.Namespace) -> int:
         source=args.episodes_from,
         seed=args.seed,
         batch_size=args.batch_size,
+        task=task.task,
     )
     started = time.perf_counter()
     print(f"{args.model_dir}: N={task.comfort_digits}, T={temperature:g}, seed {args.seed}\n")

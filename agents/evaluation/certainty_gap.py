@@ -20,28 +20,30 @@ from transformers import PreTrainedModel
 from agents.evaluation.stats import mean_ci
 from agents.kl import certainty
 from agents.lm.episodes import play_episodes
-from arith_gym.operands import split_problems
-from arith_gym.scratchpad import critical_mask, prompt_text, target_text
-from arith_gym.task import first_deviation
+from arith_gym.task import ProblemKey, critical_positions, first_deviation, get_task, task_problems
 from arith_gym.tokenizer import PAD_ID, encode
 
 PAPER_GAPS = {3: -0.33, 5: -0.21, 7: -0.13}  # the paper's Table 1, critical minus others
 SOURCES = ("sampled", "target")
 
-Operands = tuple[int, int]
 
 
 @torch.no_grad()
 def reference_logits(
-    model: PreTrainedModel, problems: Sequence[Operands], texts: Sequence[str], batch_size: int = 64
+    model: PreTrainedModel,
+    problems: Sequence[ProblemKey],
+    texts: Sequence[str],
+    batch_size: int = 64,
+    task: str = "Addition",
 ) -> list[torch.Tensor]:
     """Raw logits ``[len(text) + 1, V]`` of the distributions over each token of ``text`` and the next.
 
-    One teacher-forced forward over prompt + text per batch of right-padded rows.
+    One teacher-forced forward over ``task``'s prompt + text per batch of right-padded rows.
     """
     device = next(model.parameters()).device
-    sequences = [encode(prompt_text(a, b) + text) for (a, b), text in zip(problems, texts, strict=True)]
-    starts = [len(prompt_text(a, b)) - 1 for a, b in problems]
+    prompts = [get_task(task).prompt(problem) for problem in problems]
+    sequences = [encode(prompt + text) for prompt, text in zip(prompts, texts, strict=True)]
+    starts = [len(prompt) - 1 for prompt in prompts]
     out: list[torch.Tensor] = []
     for begin in range(0, len(sequences), batch_size):
         chunk = sequences[begin : begin + batch_size]
@@ -71,15 +73,19 @@ def _problems_and_texts(
     temperature: float,
     seed: int,
     batch_size: int,
-) -> tuple[list[Operands], list[str], np.ndarray]:
-    """``count`` problems of ``split`` and the episodes played on them (or their targets)."""
+    task: str = "Addition",
+) -> tuple[list[ProblemKey], list[str], np.ndarray]:
+    """``count`` problems of ``task``'s ``split`` and the episodes played on them (or their targets)."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    problems = split_problems(split, comfort_digits, count, seed)
+    problems = task_problems(task, split, comfort_digits, count, seed)
     if source == "target":
-        return problems, [target_text(a, b) for a, b in problems], np.ones(count, dtype=bool)
+        texts = [get_task(task).target(problem, comfort_digits)[0] for problem in problems]
+        return problems, texts, np.ones(count, dtype=bool)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    solved, texts = play_episodes(model, problems, comfort_digits, split, temperature, generator, batch_size)
+    solved, texts = play_episodes(
+        model, problems, comfort_digits, split, temperature, generator, batch_size, task=task
+    )
     return problems, texts, solved
 
 
@@ -123,8 +129,10 @@ def certainty_gap(
     source: str = "sampled",
     seed: int = 0,
     batch_size: int = 128,
+    task: str = "Addition",
 ) -> CertaintyGap:
-    """Mean certainty J at the structural critical tokens minus J at the other target tokens.
+    """Mean certainty J at the structural critical tokens minus J at the other target tokens
+    (of ``task``, addition by default).
 
     Episodes are sampled from ``model`` at ``temperature`` on ``split`` problems (``source=
     "target"``: the right texts instead, i.e. teacher forcing). Each episode counts the
@@ -133,14 +141,14 @@ def certainty_gap(
     critical tokens where sampled episodes go wrong.
     """
     problems, texts, solved = _problems_and_texts(
-        model, comfort_digits, split, episodes, source, temperature, seed, batch_size
+        model, comfort_digits, split, episodes, source, temperature, seed, batch_size, task
     )
     gaps, critical_means, other_means = [], [], []
-    logits_all = reference_logits(model, problems, texts, batch_size)
-    for (a, b), text, logits in zip(problems, texts, logits_all, strict=True):
-        length = on_track_length(text, target_text(a, b))
+    logits_all = reference_logits(model, problems, texts, batch_size, task)
+    for problem, text, logits in zip(problems, texts, logits_all, strict=True):
+        length = on_track_length(text, get_task(task).target(problem, comfort_digits)[0])
         j = certainty(logits[:length], certainty_temperature, certainty_kind).numpy()
-        critical = critical_mask(a, b, comfort_digits, length)
+        critical = critical_positions(task, problem, comfort_digits, length)
         if critical.any() and not critical.all():
             critical_means.append(float(j[critical].mean()))
             other_means.append(float(j[~critical].mean()))

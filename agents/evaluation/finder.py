@@ -18,14 +18,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from agents.evaluation.certainty_gap import SOURCES, Operands, _mean, reference_logits
+from agents.evaluation.certainty_gap import SOURCES, _mean, reference_logits
 from agents.kl import certainty
 from agents.lm.decoding import choose_tokens
 from agents.lm.episodes import play_episodes
 from agents.lm.gpt2_decoding import decoder_class
-from arith_gym.operands import sample_operands
-from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, RESULT_LINE_TABLE, EnvConfig
-from arith_gym.scratchpad import critical_mask, parse_result, prompt_text, target_text
+from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, EnvConfig, result_line_table
+from arith_gym.scratchpad import parse_result
+from arith_gym.task import ProblemKey, critical_positions, get_task
 from arith_gym.tokenizer import PAD_ID, decode, encode
 
 POSITION_MODES = ("candidates", "all")
@@ -51,26 +51,29 @@ def forced_mistakes(
 @torch.no_grad()
 def branch_success(
     model: PreTrainedModel,
-    problem: Operands,
+    problem: ProblemKey,
     text: str,
     positions: np.ndarray,
     tokens: np.ndarray,
     temperature: float,
     generator: torch.Generator,
     max_steps: int,
+    task: str = "Addition",
 ) -> np.ndarray:
     """Whether each branch solves ``problem``: ``text[:positions[r]]``, then ``tokens[r]``, then
     sampled at ``temperature`` until it ends as the environment ends it (the result line's
     newline, a pad token, or ``max_steps`` generated tokens). All rows run as one batch."""
     positions, tokens = np.asarray(positions, dtype=np.int64), np.asarray(tokens, dtype=np.int64)
-    prompt, ids = encode(prompt_text(*problem)), encode(text)
+    rules = get_task(task)
+    table = result_line_table(rules.vocab_size)
+    prompt, ids = encode(rules.prompt(problem)), encode(text)
     written = np.full((len(positions), max(max_steps, len(ids))), PAD_ID, dtype=np.int64)
     written[:, : len(ids)] = ids
     lengths, active = positions.copy(), np.ones(len(positions), dtype=bool)
     # Each row's state in the env's result-line automaton after its prefix of ``text``.
     prefix_states = [RESULT_LINE_START]
     for token in ids.tolist():
-        prefix_states.append(int(RESULT_LINE_TABLE[prefix_states[-1], token]))
+        prefix_states.append(int(table[prefix_states[-1], token]))
     states = np.asarray(prefix_states, dtype=np.int64)[positions]
     context = np.concatenate([prompt, ids[: positions.max()]])
     decoder = decoder_class(model).branches(model, context, len(prompt) + positions)
@@ -81,13 +84,13 @@ def branch_success(
         rows = np.flatnonzero(active)
         written[rows, lengths[rows]] = new[rows]
         lengths[rows] += 1
-        states[rows] = RESULT_LINE_TABLE[states[rows], new[rows]]
+        states[rows] = table[states[rows], new[rows]]
         active[rows[states[rows] == RESULT_LINE_ENDED]] = False
         active &= lengths < max_steps
         if not active.any():
             break
         step = choose_tokens(decoder.step(step).logits[:, -1], temperature, generator)
-    answer = problem[0] + problem[1]
+    answer = rules.answer(problem)
     return np.array([parse_result(decode(written[r, : lengths[r]])) == answer for r in range(len(lengths))])
 
 
@@ -174,23 +177,30 @@ def low_certainty(j: np.ndarray, margin: float) -> np.ndarray:
 
 
 def _correct_episodes(
-    model, comfort_digits, split, count, source, temperature, rng, generator, batch_size, max_sampled
-) -> tuple[list[Operands], list[str], int]:
+    model, comfort_digits, split, count, source, temperature, rng, generator, batch_size, max_sampled, task
+) -> tuple[list[ProblemKey], list[str], int]:
     """Up to ``count`` sampled episodes that are exactly the target text, and how many were sampled.
 
     Exactly the target, not merely correct: the structural positions must index the text.
     """
+    rules = get_task(task)
+
+    def target(problem: ProblemKey) -> str:
+        return rules.target(problem, comfort_digits)[0]
+
     if source == "target":
-        problems = [sample_operands(rng, split, comfort_digits) for _ in range(count)]
-        return problems, [target_text(a, b) for a, b in problems], count
+        problems = [rules.sample(rng, split, comfort_digits, "all") for _ in range(count)]
+        return problems, [target(problem) for problem in problems], count
     problems, texts, sampled = [], [], 0
     while len(problems) < count and sampled < max_sampled:
         size = min(batch_size, max_sampled - sampled)
-        batch = [sample_operands(rng, split, comfort_digits) for _ in range(size)]
-        solved, played = play_episodes(model, batch, comfort_digits, split, temperature, generator, size)
+        batch = [rules.sample(rng, split, comfort_digits, "all") for _ in range(size)]
+        solved, played = play_episodes(
+            model, batch, comfort_digits, split, temperature, generator, size, task=task
+        )
         sampled += len(batch)
         for problem, ok, text in zip(batch, solved, played, strict=True):
-            if ok and text == target_text(*problem) and len(problems) < count:
+            if ok and text == target(problem) and len(problems) < count:
                 problems.append(problem)
                 texts.append(text)
     return problems, texts, sampled
@@ -213,6 +223,7 @@ def find_critical_tokens(
     batch_size: int = 128,
     max_sampled: int | None = None,
     progress: bool = False,
+    task: str = "Addition",
 ) -> FinderReport:
     """Find critical tokens from data: a forced mistake there loses the answer, and J is low there.
 
@@ -235,22 +246,22 @@ def find_critical_tokens(
         raise ValueError(f"samples must be at least 1, got {samples}")
     rng = np.random.default_rng(seed)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    max_steps = EnvConfig.from_kwargs(comfort_digits, split).max_episode_steps
+    max_steps = EnvConfig.from_kwargs(comfort_digits, split, task=task).max_episode_steps
     cap = max_sampled if max_sampled is not None else 32 * episodes
     problems, texts, sampled = _correct_episodes(
-        model, comfort_digits, split, episodes, source, temperature, rng, generator, batch_size, cap
+        model, comfort_digits, split, episodes, source, temperature, rng, generator, batch_size, cap, task
     )
     columns = []
     episodes_bar = tqdm(list(zip(problems, texts, strict=True)), desc="finder", disable=not progress)
     for index, (problem, text) in enumerate(episodes_bar):
-        logits = reference_logits(model, [problem], [text])[0][: len(text)]
+        logits = reference_logits(model, [problem], [text], task=task)[0][: len(text)]
         j = certainty(logits, certainty_temperature, certainty_kind).numpy()
         low = low_certainty(j, certainty_margin)
         where = np.arange(len(text)) if positions == "all" else np.flatnonzero(low)
         kept, forced = _success_rates(
-            model, problem, text, logits, where, temperature, samples, generator, batch_size, max_steps
+            model, problem, text, logits, where, temperature, samples, generator, batch_size, max_steps, task
         )
-        structural = critical_mask(*problem, comfort_digits, len(text))
+        structural = critical_positions(task, problem, comfort_digits, len(text))
         characters = np.array(list(text), dtype=str)
         columns.append(
             (np.full(len(text), index), np.arange(len(text)), characters, j, low, forced, kept, structural)
@@ -272,7 +283,7 @@ def find_critical_tokens(
 
 
 def _success_rates(
-    model, problem, text, logits, where, temperature, samples, generator, batch_size, max_steps
+    model, problem, text, logits, where, temperature, samples, generator, batch_size, max_steps, task
 ) -> tuple[np.ndarray, np.ndarray]:
     """Success rates of K branches keeping the episode's token and K after a forced mistake, at
     positions ``where`` (NaN elsewhere)."""
@@ -285,7 +296,9 @@ def _success_rates(
     # about the same time, so the batch does not idle on a few long ones.
     tokens = torch.cat([ids[:, None].expand(-1, samples), mistakes], dim=1).reshape(-1).numpy()
     at = np.repeat(where, 2 * samples)
-    branch = partial(branch_success, model, problem, text, temperature=temperature, generator=generator)
+    branch = partial(
+        branch_success, model, problem, text, temperature=temperature, generator=generator, task=task
+    )
     success = np.concatenate(
         [
             branch(positions=at[s : s + batch_size], tokens=tokens[s : s + batch_size], max_steps=max_steps)
