@@ -137,3 +137,72 @@ def test_the_character_codec_is_the_character_table():
     assert codec.piece(PAD_ID) is None and codec.piece(41) is None and codec.piece(3) == CHARACTERS[3]
     assert CharacterCodec(42).piece(41) == "*"
     np.testing.assert_array_equal(codec.encode("12+3"), arith_gym.encode("12+3"))
+
+
+@given(seed=st.integers(0, 2**16), noise=st.floats(0, 0.3))
+@settings(max_examples=10, deadline=None)
+def test_the_tokenizer_vector_env_agrees_with_the_single_env(bpe, seed, noise):
+    from arith_gym.tokenizer_vector_env import TokenizerVectorEnv
+
+    codec = TokenizerCodec(bpe)
+    vector = TokenizerVectorEnv(3, comfort_digits=3, split="plus1", tokenizer=codec)
+    singles = [TaskEnv("Addition", comfort_digits=3, split="plus1", tokenizer=codec) for _ in range(3)]
+    _, info = vector.reset(seed=seed)
+    infos = [env.reset(seed=seed + i)[1] for i, env in enumerate(singles)]
+    assert list(info["problem"]) == [env.problem for env in singles]
+    rng, done = np.random.default_rng(seed), np.zeros(3, dtype=bool)
+    while not done.all():
+        actions = []
+        for single in infos:
+            ids = codec.encode(single["target"][len(single["text"]) :] or "\n")
+            actions.append(int(rng.integers(0, 400)) if rng.random() < noise else int(ids[0]))
+        _, rewards, terminated, truncated, info = vector.step(np.array(actions))
+        for i, env in enumerate(singles):
+            if done[i]:
+                assert rewards[i] == 0.0 and not terminated[i]
+                continue
+            _, reward, ended, cut, infos[i] = env.step(actions[i])
+            assert (rewards[i], terminated[i], truncated[i], info["text"][i]) == (
+                reward,
+                ended,
+                cut,
+                infos[i]["text"],
+            )
+            token = infos[i]["critical"]
+            assert info["_critical"][i] == (token is not None)
+            if token is not None:
+                assert info["critical"]["position"][i] == token.position
+            if ended or cut:
+                done[i] = True
+                assert info["_correct"][i] and info["correct"][i] == infos[i]["correct"]
+
+
+def test_a_rollout_of_any_model_records_what_the_env_judged(bpe):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from agents.lm.episodes import make_vector_env, model_codec
+    from agents.rl.policy import LMPolicy
+    from agents.rl.rollout import collect_rollout
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=420,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+    )
+    lm = LlamaForCausalLM(config).eval()
+    codec = model_codec(lm, bpe)
+    env = make_vector_env(6, 3, "plus1", "Addition", tokenizer=codec)
+    policy = LMPolicy(lm, temperature=1.0, value_hidden=(8,), vocab_size=420)
+    rollout = collect_rollout(policy, lm, env, torch.Generator().manual_seed(0), seed=0)
+    for row, sub_env in enumerate(env.envs):
+        played = rollout.actions[row][rollout.mask[row]].tolist()
+        written = "".join(codec.piece(token) or "" for token in played)
+        assert written == sub_env._text  # the actions are the env's episode
+        assert rollout.rewards[row].sum() == float(rollout.correct[row])
+    assert torch.isfinite(rollout.reference.ref_logp).all()

@@ -27,7 +27,6 @@ PAPER_GAPS = {3: -0.33, 5: -0.21, 7: -0.13}  # the paper's Table 1, critical min
 SOURCES = ("sampled", "target")
 
 
-
 @torch.no_grad()
 def reference_logits(
     model: PreTrainedModel,

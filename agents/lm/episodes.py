@@ -23,13 +23,22 @@ from arith_gym.codec import Codec, TokenizerCodec
 from arith_gym.task import ProblemKey, Task
 from arith_gym.task_env import TaskEnv
 from arith_gym.tokenizer import encode
+from arith_gym.tokenizer_vector_env import TokenizerVectorEnv
 from arith_gym.vector_env import TaskVectorEnv
 
 
 def make_vector_env(
-    num_envs: int, comfort_digits: int, split: str, task: str | Task = "Addition", **kwargs
-) -> TaskVectorEnv:
-    """``task``'s native batched env with autoreset off: finished rows wait until the batch is done."""
+    num_envs: int,
+    comfort_digits: int,
+    split: str,
+    task: str | Task = "Addition",
+    tokenizer: Any = None,
+    **kwargs,
+) -> TaskVectorEnv | TokenizerVectorEnv:
+    """``task``'s batched env with autoreset off (finished rows wait until the batch is done): the
+    native one for the character tokens, a batch of single envs for any other ``tokenizer``."""
+    if tokenizer is not None:
+        return TokenizerVectorEnv(num_envs, comfort_digits, split, task=task, tokenizer=tokenizer, **kwargs)
     return TaskVectorEnv(
         num_envs, comfort_digits, split, autoreset_mode=AutoresetMode.DISABLED, task=task, **kwargs
     )

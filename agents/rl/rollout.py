@@ -119,7 +119,9 @@ def collect_rollout(
     started = time.perf_counter()
     _, info = env.reset(seed=seed, options=options)
     timings["env"] += time.perf_counter() - started
-    prompts = [encode(p) for p in info["prompt"]]
+    # The env's own codec where it has one (another tokenizer than the characters).
+    codec = getattr(env.unwrapped, "codec", None)
+    prompts = [(codec.encode if codec is not None else encode)(p) for p in info["prompt"]]
     device = next(policy.parameters()).device
     decoder = cached_decoder(policy) if cached else NaiveDecoder(policy)
     out = decoder.start(prompts)
