@@ -105,3 +105,45 @@ def test_the_shipped_model_through_its_saved_tokenizer_plays_the_fast_paths_epis
         )
         assert fast[1] == generic[1]
         np.testing.assert_array_equal(fast[0], generic[0])
+
+
+@pytest.fixture(scope="module")
+def llama_reference(llama, bpe, tmp_path_factory):
+    """The tiny Llama saved as a reference with its own tokenizer (``tokenizer: model``)."""
+    from agents.lm.model import TaskInfo, save_reference
+
+    info = TaskInfo(comfort_digits=2, size="micro", tokenizer="model")
+    return save_reference(llama, tmp_path_factory.mktemp("llama-ref"), info, tokenizer=bpe)
+
+
+@pytest.mark.parametrize(("algo", "method"), [("ppo", "critical_auto"), ("grpo", "uniform")])
+def test_the_agents_trainer_fine_tunes_a_llama_with_its_own_tokenizer(
+    llama_reference, algo, method, tmp_path
+):
+    from agents.backends import backend_for
+    from agents.lm.model import load_codec
+    from agents.rl.config import RLConfig
+    from agents.rundir import read_metrics
+
+    tiny = RLConfig(
+        episodes_per_update=4,
+        total_episodes=4,
+        minibatches=1,
+        eval_every=1,
+        eval_episodes=2,
+        final_eval_episodes=4,
+        final_comfort_episodes=2,
+        eval_greedy=False,
+        value_hidden=(8,),
+        kl_coef=1.0,
+        certainty_temperature=1.0,
+        checkpoint_every=1,
+        group_size=2 if algo == "grpo" else 1,
+    )
+    backend = backend_for(algo)
+    run = backend.train(backend.job_config(tiny, algo, method), tmp_path / "run", llama_reference, algo)
+    row = read_metrics(run)[-1]
+    assert row["plus1_problems"] == 4 and "plus1_errors/critical" in row
+    model, info = load_reference(run / "checkpoint")  # the fine-tuned Llama, its tokenizer beside it
+    assert type(model).__name__ == "LlamaForCausalLM" and info.tokenizer == "model"
+    assert load_codec(run / "checkpoint", model).vocab_size == 320

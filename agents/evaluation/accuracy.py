@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,6 +130,7 @@ def rl_evaluation(
     greedy: bool = True,
     eval_set: EvalSet | None = None,
     critical_episodes: int | None = None,
+    tokenizer: Any = None,
 ) -> dict[str, float]:
     """Sampled (and greedy) accuracy on ``comfort`` and ``split``, and p(right) per critical label.
 
@@ -139,6 +141,8 @@ def rl_evaluation(
     many problems each accuracy is over. The teacher-forced p(right) per critical label is taken
     on the first ``critical_episodes`` problems of ``split`` (None: ``episodes``); a trainer passes
     its intermediate count, so the curve of every label is on the same problems at every evaluation.
+    ``tokenizer``: the model's own (:func:`~agents.lm.episodes.play_episodes`); the teacher-forced
+    p(right) per label is then left out (it reads the character ids).
     """
     if eval_set is None:
         count = 100 if episodes is None else episodes
@@ -153,7 +157,15 @@ def rl_evaluation(
         # Both splits in one batch, sized by the harder split: one decoding loop, not two.
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
         solved, texts = play_episodes(
-            model, everything, comfort_digits, split, temp, generator, EVAL_BATCH, task=task
+            model,
+            everything,
+            comfort_digits,
+            split,
+            temp,
+            generator,
+            EVAL_BATCH,
+            task=task,
+            tokenizer=tokenizer,
         )
         for name, start, end in zip(names, bounds[:-1], bounds[1:], strict=True):
             metrics[f"{name}_problems"] = int(end - start)
@@ -163,6 +175,8 @@ def rl_evaluation(
                 metrics.update(
                     error_shares(problems[name], texts[chosen], solved[chosen], comfort_digits, split, task)
                 )
+    if tokenizer is not None:  # the teacher-forced probabilities read the character ids
+        return metrics
     problems = eval_set.head(split, episodes if critical_episodes is None else critical_episodes)
     for label, prob in critical_probabilities(model, problems, comfort_digits, temperature, task).items():
         metrics[f"p_critical/{label}"] = prob

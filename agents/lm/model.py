@@ -16,10 +16,17 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 from transformers.utils import logging as hf_logging
 
 from agents.settings import check_field_types
+from arith_gym.codec import Codec, TokenizerCodec
 from arith_gym.task import TASKS, get_task
 from arith_gym.tokenizer import CHARACTERS, PAD_ID, PAD_TOKEN, VOCAB_SIZE
 
@@ -56,6 +63,9 @@ SIZES: dict[str, ModelSize] = {
 }
 
 
+TOKENIZER_KINDS = ("characters", "model")
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     """What a reference model was trained for, saved as ``arith_gym.json`` beside ``config.json``."""
@@ -66,11 +76,16 @@ class TaskInfo:
     notes: str = ""
     task: str = "Addition"
     """The registered task (:mod:`arith_gym.task`) it was trained on (a card without one: addition)."""
+    tokenizer: str = "characters"
+    """``characters``: a GPT-2 of the character ids (``arith_gym.tokenizer``); ``model``: any causal
+    LM with the directory's own tokenizer (:mod:`arith_gym.codec`, docs/tokenizers.md)."""
 
     def __post_init__(self) -> None:
         check_field_types(self)  # "comfort_digits": "3" is an error naming it, not a TypeError later
         if self.comfort_digits < 1 or not self.temperature > 0:
             raise ValueError(f"comfort_digits must be >= 1 and temperature > 0, got {self}")
+        if self.tokenizer not in TOKENIZER_KINDS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZER_KINDS}, got {self.tokenizer!r}")
         get_task(self.task)  # an unknown task is named
 
     @property
@@ -132,13 +147,28 @@ def build_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
     )
 
 
-def save_reference(model: PreTrainedModel, out_dir: str | Path, task: TaskInfo) -> Path:
-    """Save ``model``, the tokenizer and ``arith_gym.json`` into ``out_dir`` (safetensors)."""
+def save_reference(
+    model: PreTrainedModel, out_dir: str | Path, task: TaskInfo, tokenizer: object | None = None
+) -> Path:
+    """Save ``model``, the tokenizer and ``arith_gym.json`` into ``out_dir`` (safetensors).
+
+    The tokenizer is the character one, or for ``task.tokenizer == "model"`` the model's own
+    (a ``transformers`` tokenizer or a ``tokenizers.Tokenizer``).
+    """
+    if (task.tokenizer == "model") != (tokenizer is not None):
+        raise ValueError("pass the model's own tokenizer exactly when task.tokenizer is 'model'")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with _no_progress_bar():
         model.save_pretrained(out, safe_serialization=True)
-    build_tokenizer(task.vocab_size).save_pretrained(out)
+    if tokenizer is None:
+        build_tokenizer(task.vocab_size).save_pretrained(out)
+    elif isinstance(tokenizer, Tokenizer):
+        PreTrainedTokenizerFast(
+            tokenizer_object=tokenizer, clean_up_tokenization_spaces=False
+        ).save_pretrained(out)
+    else:
+        tokenizer.save_pretrained(out)
     (out / TASK_FILE).write_text(json.dumps(asdict(task), indent=2) + "\n")
     return out
 
@@ -194,6 +224,8 @@ def load_reference(model_dir: str | Path = DEFAULT_REFERENCE) -> tuple[GPT2LMHea
         if not (path / required).is_file():
             raise CheckpointError(f"{path} has no {required}: not a complete model directory")
     task = load_task_info(path)
+    if task.tokenizer == "model":
+        return _load_any_model(path), task
     try:
         with _no_progress_bar():
             config = GPT2Config.from_pretrained(path, local_files_only=True)
@@ -209,6 +241,39 @@ def load_reference(model_dir: str | Path = DEFAULT_REFERENCE) -> tuple[GPT2LMHea
             raise CheckpointError(f"{path / 'model.safetensors'} is damaged: {name} holds non-finite values")
     model.eval()
     return model, task
+
+
+def _load_any_model(path: Path) -> PreTrainedModel:
+    """A causal LM of any architecture with its own tokenizer (its output size is checked against
+    the tokenizer's by :func:`load_codec`)."""
+    try:
+        with _no_progress_bar():
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    except Exception as err:  # transformers raises many types for a damaged directory
+        raise CheckpointError(f"could not load the model in {path}: {err}") from err
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise CheckpointError(f"{path} is damaged: {name} holds non-finite values")
+    return model.eval()
+
+
+def load_codec(model_dir: str | Path, model: PreTrainedModel) -> Codec | None:
+    """The codec of a reference's actions: None for the character ids, else its own tokenizer's
+    (ids up to the model's output size)."""
+    if load_task_info(model_dir).tokenizer == "characters":
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    except Exception as err:  # transformers raises many types for a missing or damaged tokenizer
+        raise CheckpointError(f"could not load the tokenizer in {model_dir}: {err}") from err
+    codec = TokenizerCodec(tokenizer, vocab_size=model.get_output_embeddings().out_features)
+    if codec.vocab_size < len(tokenizer):
+        raise CheckpointError(
+            f"{model_dir}: the model writes {codec.vocab_size} ids, its tokenizer has {len(tokenizer)}"
+        )
+    return codec
 
 
 @contextmanager

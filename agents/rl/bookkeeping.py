@@ -35,6 +35,7 @@ from agents.rl.sampling import derived_seed
 from agents.rl.weighting import KL_WEIGHTINGS, TrainingProblems
 from agents.run_identity import write_progress
 from agents.rundir import CHECKPOINT, METRICS, append_row, checkpoint_dir, save_trainer_state, write_dir
+from arith_gym.codec import Codec
 
 CONFIG_FILE = "config.json"
 REFERENCE_FILE = "reference.txt"
@@ -49,12 +50,15 @@ def with_model_temperature(config: RLConfig, task: TaskInfo) -> RLConfig:
     return config if config.temperature is not None else config.with_overrides(temperature=task.temperature)
 
 
-def prepared_config(config: RLConfig, reference: PreTrainedModel, task: TaskInfo) -> RLConfig:
+def prepared_config(
+    config: RLConfig, reference: PreTrainedModel, task: TaskInfo, codec: Codec | None = None
+) -> RLConfig:
     """``config`` as a run trains it, whatever its backend: the model's temperature where it sets
     none, then what its KL weighting calibrates once on the reference
-    (:meth:`~agents.rl.weighting.KLWeighting.prepare`: ``critical_auto``'s β)."""
+    (:meth:`~agents.rl.weighting.KLWeighting.prepare`: ``critical_auto``'s β); ``codec``: the
+    reference's tokenizer (None: the character ids)."""
     config = with_model_temperature(config, task)
-    problems = TrainingProblems(task.comfort_digits, config.split, task.task)
+    problems = TrainingProblems(task.comfort_digits, config.split, task.task, codec)
     return KL_WEIGHTINGS[config.kl_weighting].prepare(reference, config, problems)
 
 
@@ -68,7 +72,12 @@ def evaluation_set(config: RLConfig, task: TaskInfo) -> EvalSet:
 
 
 def evaluate_lm(
-    lm: PreTrainedModel, comfort_digits: int, config: RLConfig, eval_set: EvalSet, final: bool = False
+    lm: PreTrainedModel,
+    comfort_digits: int,
+    config: RLConfig,
+    eval_set: EvalSet,
+    final: bool = False,
+    codec: Codec | None = None,
 ) -> dict[str, float]:
     """``lm`` on ``eval_set``: its first ``eval_episodes`` problems per split, or all if ``final``
     (sampled at ``config.temperature``, which must be set, with the run's evaluation seed)."""
@@ -87,6 +96,7 @@ def evaluate_lm(
         # (the same problems at every point of critical.csv; the pass over all 400 cost 21 s of the
         # default comparison's 15 minutes)
         critical_episodes=config.eval_episodes,
+        tokenizer=codec,
     )
     lm.train(training)
     return metrics
@@ -103,6 +113,7 @@ class RunRecord:
         on_update: called with each logged row of an update (not the initial evaluation's).
         resume_episodes: the run continues from its checkpoint at this many episodes: TensorBoard
             drops what was logged after it.
+        codec: the reference's tokenizer (:func:`agents.lm.model.load_codec`; None: the characters).
     """
 
     def __init__(
@@ -113,12 +124,14 @@ class RunRecord:
         task: TaskInfo,
         on_update: Callable[[dict[str, float]], None] | None = None,
         resume_episodes: int | None = None,
+        codec: Codec | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.reference_dir = Path(reference_dir)
         self.comfort_digits = task.comfort_digits
         self.eval_set = evaluation_set(config, task)
+        self.codec = codec
         self.on_update = on_update
         self.resume_episodes = resume_episodes
         self.last_evaluation: dict[str, float] | None = None
@@ -136,7 +149,9 @@ class RunRecord:
 
     def evaluate(self, lm: PreTrainedModel, final: bool = False) -> dict[str, float]:
         """``lm`` on the run's held-out set: the first ``eval_episodes`` problems, or all if ``final``."""
-        self.last_evaluation = evaluate_lm(lm, self.comfort_digits, self.config, self.eval_set, final)
+        self.last_evaluation = evaluate_lm(
+            lm, self.comfort_digits, self.config, self.eval_set, final, self.codec
+        )
         return self.last_evaluation
 
     def log(self, row: dict[str, float]) -> None:
@@ -162,7 +177,7 @@ class RunRecord:
         model directory, the progress, ``state`` as ``trainer.pt`` if given, and whatever
         ``extra(directory)`` adds."""
         with write_dir(self.run_dir / CHECKPOINT) as tmp:
-            save_reference(lm, tmp, info)
+            save_reference(lm, tmp, info, None if self.codec is None else self.codec.tokenizer)
             write_progress(tmp, update, episodes)
             if state is not None:
                 save_trainer_state(tmp, state)

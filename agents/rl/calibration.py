@@ -57,10 +57,10 @@ def reference_certainties(
 ) -> torch.Tensor:
     """The reference's certainty J at every token of ``episodes`` episodes it samples itself on
     training ``problems`` (a 1-D tensor)."""
-    vocab_size = get_task(problems.task).vocab_size
+    vocab_size = get_task(problems.task).vocab_size if problems.codec is None else problems.codec.vocab_size
     policy = LMPolicy(reference, temperature, value_hidden=(1,), vocab_size=vocab_size).eval()
     env = make_vector_env(
-        episodes, problems.comfort_digits, problems.split, problems.task, problem_set="train"
+        episodes, problems.comfort_digits, problems.split, problems.task, problems.codec, problem_set="train"
     )
     operands = problems.draw(episodes, seed)
     generator = torch.Generator(device=next(reference.parameters()).device).manual_seed(seed)

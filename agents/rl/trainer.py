@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from agents.kl import NonFiniteError
 from agents.lm.episodes import make_vector_env
-from agents.lm.model import DEFAULT_REFERENCE, load_reference
+from agents.lm.model import DEFAULT_REFERENCE, load_codec, load_reference
 from agents.rl.algorithms import check_config
 from agents.rl.bookkeeping import (
     CONFIG_FILE,
@@ -69,14 +69,14 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.reference_dir = Path(reference_dir)
         reference, self.task = load_reference(self.reference_dir)
+        self.codec = load_codec(self.reference_dir, reference)  # None: the character ids
         check_config(with_model_temperature(config, self.task))  # unknown names fail before any work
-        config = prepared_config(config, reference, self.task)
+        config = prepared_config(config, reference, self.task, self.codec)
         self.config = config
         self.pieces = check_config(config)
         torch.manual_seed(config.seed)  # the value head's initialisation
-        policy = LMPolicy(
-            copy.deepcopy(reference), config.temperature, config.value_hidden, self.task.vocab_size
-        )
+        vocab_size = self.task.vocab_size if self.codec is None else self.codec.vocab_size
+        policy = LMPolicy(copy.deepcopy(reference), config.temperature, config.value_hidden, vocab_size)
         self.policy = policy.to(device)
         self.reference = reference.to(device).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5)
@@ -88,10 +88,11 @@ class Trainer:
             self.task.comfort_digits,
             config.split,
             self.task.task,
+            self.codec,
             reward_mode=config.reward_mode,
             problem_set="train",
         )
-        self.record = RunRecord(self.run_dir, config, self.reference_dir, self.task)
+        self.record = RunRecord(self.run_dir, config, self.reference_dir, self.task, codec=self.codec)
         self.update = 0
         self.episodes = 0
         self._saved_update = 0  # the update of the last checkpoint written or loaded

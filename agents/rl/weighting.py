@@ -32,6 +32,7 @@ from agents.kl import NonFiniteError
 from agents.registry import Registry
 from agents.rl.config import RLConfig
 from agents.rl.methods import register_method
+from arith_gym.codec import Codec
 from arith_gym.task import ProblemKey, task_problems
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ class TrainingProblems:
     comfort_digits: int
     split: str
     task: str = "Addition"
+    codec: Codec | None = None
+    """The reference's tokenizer (:mod:`arith_gym.codec`; None: the character ids)."""
 
     def draw(self, count: int, seed: int = 0) -> list[ProblemKey]:
         """``count`` training problems of the task's split, drawn with ``seed``."""
