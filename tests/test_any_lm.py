@@ -147,3 +147,47 @@ def test_the_agents_trainer_fine_tunes_a_llama_with_its_own_tokenizer(
     model, info = load_reference(run / "checkpoint")  # the fine-tuned Llama, its tokenizer beside it
     assert type(model).__name__ == "LlamaForCausalLM" and info.tokenizer == "model"
     assert load_codec(run / "checkpoint", model).vocab_size == 320
+
+
+def test_a_bpe_reference_pretrains_resumes_and_records_its_tokenizer(tmp_path):
+    from agents.lm.model import load_codec
+    from agents.lm.pretrain import PretrainConfig, pretrain, progress_evaluator
+
+    config = PretrainConfig(
+        comfort_digits=2,
+        size="micro",
+        tokenizer="bpe",
+        bpe_vocab=300,
+        architecture="qwen2",
+        steps=6,
+        batch_size=4,
+        eval_every=3,
+        eval_problems=2,
+        checkpoint_every=2,
+        glimpse_share=0.5,
+        unscored_critical="all",
+    )
+    whole = pretrain(config, tmp_path / "whole", progress=False, evaluate_fn=progress_evaluator())
+    pretrain(config, tmp_path / "cut", progress=False, stop_after=4)
+    resumed = pretrain(config, tmp_path / "cut", resume=True, progress=False)
+    for mine, theirs in zip(whole.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs)  # the resumed run continues bit for bit
+    model, info = load_reference(tmp_path / "whole")
+    assert type(model).__name__ == "Qwen2ForCausalLM" and info.tokenizer == "model"
+    codec = load_codec(tmp_path / "whole", model)
+    assert codec.vocab_size == 300 and codec.piece(codec.encode("8,")[0]) is not None
+
+
+def test_unscored_critical_tokens_of_a_bpe_batch_are_the_tokens_covering_them(bpe):
+    from agents.lm.batches import IGNORE_INDEX, make_batch
+    from arith_gym.codec import TokenizerCodec
+
+    codec = TokenizerCodec(bpe)
+    problem = (123, 45)  # plus1 for N = 2: a third digit, a decision comma
+    batch = make_batch([problem], unscored_critical_of=2, task="Addition", codec=codec)
+    text, records = get_task("Addition").target(problem, 2)
+    spans = codec.offsets(text)
+    prompt = len(codec.encode(get_task("Addition").prompt(problem)))
+    labels = batch["labels"][0, prompt : prompt + len(spans)]
+    covering = {t for t, (start, end) in enumerate(spans) for r in records if start <= r[0] < end}
+    assert covering and {t for t in range(len(spans)) if labels[t] == IGNORE_INDEX} == covering

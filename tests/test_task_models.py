@@ -94,7 +94,7 @@ def test_the_gate_counts_failures_first_wrong_at_a_decision(monkeypatch):
 
     multiply = get_task("Multiply")
 
-    def played(model, problems, comfort_digits, split, temperature, generator=None, batch=64, task=None):
+    def played(model, problems, comfort_digits, split, temperature, generator=None, batch=64, **_):
         if split == "comfort":
             return np.ones(len(problems), dtype=bool), [""] * len(problems)
         texts = []

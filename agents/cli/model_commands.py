@@ -12,6 +12,7 @@ from agents.cli.registry import add_device, comma_list, command
 
 
 def _pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    from agents.lm.bpe import ARCHITECTURES
     from agents.lm.model import SIZES
     from agents.lm.pretrain import UNSCORED_CHOICES, PretrainConfig
     from arith_gym.task import TASKS
@@ -20,6 +21,17 @@ def _pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="Addition", choices=sorted(TASKS), help="the task (docs/tasks.md)")
     parser.add_argument("--digits", type=int, default=3, help="comfort zone N: operands of 1..N digits")
     parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model size preset")
+    parser.add_argument(
+        "--tokenizer",
+        choices=("characters", "bpe"),
+        help="the character ids (a GPT-2) or a byte-level BPE trained on the task (docs/tokenizers.md)",
+    )
+    parser.add_argument("--bpe-vocab", type=int, help=f"the BPE's vocabulary (default {default.bpe_vocab})")
+    parser.add_argument(
+        "--architecture",
+        choices=("gpt2", *ARCHITECTURES),
+        help="gpt2 for the characters; llama or qwen2 (from a config) for a BPE",
+    )
     parser.add_argument("--out", required=True, help="run directory; the model is saved there when done")
     tuned = (
         ("steps", int, "optimizer steps"),
@@ -88,17 +100,23 @@ def _eval_ref(args: argparse.Namespace) -> int:
     from agents.evaluation.accuracy import format_length_table, length_table
     from agents.evaluation.teacher_forcing import critical_report
     from agents.lm.decoding import GREEDY
-    from agents.lm.model import load_reference
+    from agents.lm.model import load_codec, load_reference
 
     model, task = load_reference(args.model_dir)
     model.to(args.device)
     temperature = args.temperature if args.temperature is not None else task.temperature
-    if task.task != "Addition":  # another task: its gate (the tables below are addition's digit lengths)
+    codec = load_codec(args.model_dir, model)
+    # Another task, or another tokenizer: the gate (the tables below are addition's digit lengths,
+    # taught with the character ids).
+    if task.task != "Addition" or codec is not None:
         from agents.evaluation.task_gate import task_gate
 
-        result = task_gate(model, task.task, task.comfort_digits, temperature, args.problems, args.seed)
+        result = task_gate(
+            model, task.task, task.comfort_digits, temperature, args.problems, args.seed, tokenizer=codec
+        )
         sizes = f"{args.problems} held-out problems per split, T={temperature:g}"
-        print(f"{task.task}, N={task.comfort_digits}, {sizes}")
+        tokens = "" if codec is None else f", its own tokenizer ({codec.vocab_size} ids)"
+        print(f"{task.task}, N={task.comfort_digits}{tokens}, {sizes}")
         print(result.markdown())
         return 0
     offsets = tuple(int(k) for k in args.offsets.split(","))

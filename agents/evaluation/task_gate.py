@@ -10,6 +10,7 @@ addition references pass the same gate (``agents/checkpoints/*/README.md``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,14 +66,18 @@ def task_gate(
     problems: int = 1000,
     seed: int = 0,
     batch: int = 128,
+    tokenizer: Any = None,
 ) -> GateResult:
-    """Measure the gate on ``problems`` held-out problems of each split (drawn with ``seed``)."""
+    """Measure the gate on ``problems`` held-out problems of each split (drawn with ``seed``);
+    ``tokenizer``: a model of another tokenizer's (:func:`~agents.lm.episodes.play_episodes`)."""
     task = get_task(task)
     comfort, harder = heldout_draws(task, comfort_digits, problems, seed)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    greedy, _ = play_episodes(model, comfort, comfort_digits, "comfort", GREEDY, generator, batch, task=task)
+    greedy, _ = play_episodes(
+        model, comfort, comfort_digits, "comfort", GREEDY, generator, batch, task=task, tokenizer=tokenizer
+    )
     sampled, texts = play_episodes(
-        model, harder, comfort_digits, "plus1", temperature, generator, batch, task=task
+        model, harder, comfort_digits, "plus1", temperature, generator, batch, task=task, tokenizer=tokenizer
     )
     at_critical = [
         error_kind(task, problem, comfort_digits, text) == "critical"

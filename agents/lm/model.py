@@ -103,7 +103,7 @@ def build_model(
 ) -> GPT2LMHeadModel:
     """A freshly initialised GPT-2 with the arith_gym vocabulary (its first ``vocab_size`` ids:
     addition's 41 by default) and dropout off."""
-    shape = _size(size)
+    shape = model_size(size)
     if seed is not None:
         torch.manual_seed(seed)
     config = GPT2Config(
@@ -123,7 +123,8 @@ def build_model(
     return GPT2LMHeadModel(config)
 
 
-def _size(size: str | ModelSize) -> ModelSize:
+def model_size(size: str | ModelSize) -> ModelSize:
+    """The preset ``size`` (a :class:`ModelSize` is returned as it is)."""
     if isinstance(size, ModelSize):
         return size
     if size not in SIZES:
@@ -262,10 +263,10 @@ def load_codec(model_dir: str | Path, model: PreTrainedModel) -> Codec | None:
     (ids up to the model's output size)."""
     if load_task_info(model_dir).tokenizer == "characters":
         return None
-    from transformers import AutoTokenizer
-
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        # The generic fast tokenizer of tokenizer.json: AutoTokenizer would pick the architecture's
+        # class, which may add tokens of its own (Qwen2's adds <|endoftext|>).
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir, local_files_only=True)
     except Exception as err:  # transformers raises many types for a missing or damaged tokenizer
         raise CheckpointError(f"could not load the tokenizer in {model_dir}: {err}") from err
     codec = TokenizerCodec(tokenizer, vocab_size=model.get_output_embeddings().out_features)

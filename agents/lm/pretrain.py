@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 from transformers import GPT2LMHeadModel, get_cosine_schedule_with_warmup
 
 from agents.lm.batches import make_batch
+from agents.lm.bpe import ARCHITECTURES, build_causal_lm, train_bpe
 from agents.lm.decoding import GREEDY
 from agents.lm.episodes import play_episodes
 from agents.lm.model import TaskInfo, build_model, load_reference, save_reference
@@ -41,6 +43,7 @@ from agents.rundir import (
     write_dir,
 )
 from agents.settings import check_field_types, settings_from_mapping
+from arith_gym.codec import TokenizerCodec
 from arith_gym.operands import problems_with_digits, sample_operands, split_for
 from arith_gym.task import get_task, heldout_draws
 
@@ -54,6 +57,12 @@ kind of the task: addition's commas and digits, multiply's lines, a sum's pluses
 CONFIG_FILE = "pretrain_config.json"
 
 
+BPE_FILE = "bpe_tokenizer.json"
+"""A BPE run's tokenizer, trained once at its start (``--resume`` reads it back)."""
+BEFORE_TOKENIZERS = {"task": "Addition", "tokenizer": "characters", "bpe_vocab": 384, "architecture": "gpt2"}
+"""What a checkpoint's settings written before tasks and tokenizers existed mean."""
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """Everything that defines a pre-training run (saved beside its checkpoints)."""
@@ -63,6 +72,13 @@ class PretrainConfig:
     task: str = "Addition"
     """A registered task (:mod:`arith_gym.task`): ``Addition``, ``Multiply``, ``MultiSum``, ..."""
     size: str = "tiny"
+    tokenizer: str = "characters"
+    """``characters`` (a GPT-2 of the character ids) or ``bpe``: a byte-level BPE trained on the
+    task's own text (:func:`agents.lm.bpe.train_bpe`) and a model of ``architecture``."""
+    bpe_vocab: int = 384
+    """The BPE's vocabulary: the 256 bytes, the pad, then merges."""
+    architecture: str = "gpt2"
+    """``gpt2`` for the characters; ``llama`` or ``qwen2`` (built from a config) for a BPE."""
     steps: int = 3000
     batch_size: int = 32
     lr: float = 1e-3
@@ -109,6 +125,15 @@ class PretrainConfig:
                 f"unscored_critical must be one of {tuple(UNSCORED_CHOICES)}, got {self.unscored_critical!r}"
             )
         get_task(self.task)  # an unknown task is named
+        if (self.tokenizer, self.architecture == "gpt2") not in (("characters", True), ("bpe", False)):
+            raise ValueError(
+                f"tokenizer {self.tokenizer!r} with architecture {self.architecture!r}: the characters "
+                f"train a gpt2, a bpe one of {ARCHITECTURES}"
+            )
+        if self.architecture not in ("gpt2", *ARCHITECTURES):
+            raise ValueError(
+                f"architecture must be gpt2 or one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
         if self.warmup_steps < 0 or self.max_position_offset < 0:
             raise ValueError("warmup_steps and max_position_offset must be non-negative")
 
@@ -129,14 +154,16 @@ def sample_training_problem(rng: np.random.Generator, config: PretrainConfig) ->
     return get_task(config.task).sample(rng, split, config.comfort_digits, "all")
 
 
-def next_batch(rng: np.random.Generator, config: PretrainConfig) -> dict[str, torch.Tensor]:
+def next_batch(
+    rng: np.random.Generator, config: PretrainConfig, codec: TokenizerCodec | None = None
+) -> dict[str, torch.Tensor]:
     problems = [sample_training_problem(rng, config) for _ in range(config.batch_size)]
     offsets = None
     if config.max_position_offset > 0:
         offsets = rng.integers(0, config.max_position_offset + 1, size=config.batch_size)
     kinds = UNSCORED_CHOICES[config.unscored_critical]
     unscored = config.comfort_digits if kinds is None or kinds else None
-    return make_batch(problems, offsets, unscored, kinds, config.task)
+    return make_batch(problems, offsets, unscored, kinds, config.task, codec)
 
 
 def make_optimizer(model: torch.nn.Module, config: PretrainConfig):
@@ -155,11 +182,11 @@ def make_optimizer(model: torch.nn.Module, config: PretrainConfig):
 
 
 def save_state(
-    out_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, step: int, config
+    out_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, step: int, config, tokenizer=None
 ) -> None:
     """Write a resumable checkpoint atomically (a crash mid-write leaves the previous one intact)."""
     with write_dir(out_dir / CHECKPOINT) as tmp:
-        save_reference(model, tmp, task_info(config))
+        save_reference(model, tmp, task_info(config), tokenizer)
         state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -173,7 +200,8 @@ def save_state(
 def load_state(out_dir: Path, config: PretrainConfig, device: str | torch.device = "cpu"):
     """Model, optimizer, scheduler, data generator and step of the checkpoint in ``out_dir``."""
     saved = load_trainer_state(out_dir)
-    saved["config"] = {"task": "Addition", **saved["config"]}  # written before tasks: addition
+    # Written before tasks (addition) and before tokenizers (the characters).
+    saved["config"] = {**BEFORE_TOKENIZERS, **saved["config"]}
     if saved["config"] != asdict(config):
         changed = {k for k in saved["config"] if saved["config"][k] != asdict(config).get(k)}
         raise ValueError(f"--resume with different settings than the checkpoint: {sorted(changed)}")
@@ -215,13 +243,17 @@ def pretrain(
         )
     resume = open_run(out, resume, CONFIG_FILE)  # creates ``out`` for a new run
     torch.manual_seed(config.seed)
+    bpe = _bpe_tokenizer(out, config, resume)
+    codec = None if bpe is None else TokenizerCodec(bpe)
     if resume:
         model, optimizer, scheduler, rng, step = load_state(out, config, device)
         trim_metrics(out, "step", step)
     else:
-        model = build_model(config.size, seed=config.seed, vocab_size=get_task(config.task).vocab_size).to(
-            device
-        )
+        if bpe is None:
+            model = build_model(config.size, seed=config.seed, vocab_size=get_task(config.task).vocab_size)
+        else:
+            model = build_causal_lm(config.architecture, config.size, bpe.get_vocab_size(), config.seed)
+        model = model.to(device)
         optimizer, scheduler = make_optimizer(model, config)
         rng, step = np.random.default_rng(config.seed), 0
         (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
@@ -232,7 +264,7 @@ def pretrain(
     last = config.steps if stop_after is None else min(config.steps, step + stop_after)
     with InterruptAtBoundary() as interrupt:
         while step < last:
-            batch = {k: v.to(device) for k, v in next_batch(rng, config).items()}
+            batch = {k: v.to(device) for k, v in next_batch(rng, config, codec).items()}
             loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -244,7 +276,7 @@ def pretrain(
             row = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
             if evaluate_fn is not None and (step % config.eval_every == 0 or step == config.steps):
                 model.eval()
-                row.update(evaluate_fn(model, config))
+                row.update(evaluate_fn(model, config) if codec is None else evaluate_fn(model, config, codec))
                 model.train()
                 append_row(metrics_path, row)
             bar.set_postfix(
@@ -252,7 +284,7 @@ def pretrain(
             )
             bar.update(1)
             if step % config.checkpoint_every == 0 or step == last or interrupt.requested:
-                save_state(out, model, optimizer, scheduler, rng, step, config)
+                save_state(out, model, optimizer, scheduler, rng, step, config, bpe)
             if interrupt.requested:
                 bar.close()
                 print(f"interrupted: saved at step {step}; continue with --resume", file=sys.stderr)
@@ -261,19 +293,34 @@ def pretrain(
     model.eval()
     if step < config.steps:
         return model
-    save_reference(model.cpu(), out, task_info(config))
+    save_reference(model.cpu(), out, task_info(config), bpe)
     return model.to(device)
 
 
+def _bpe_tokenizer(out: Path, config: PretrainConfig, resume: bool) -> Tokenizer | None:
+    """The run's BPE (None for the characters): trained at its start and kept in ``out``."""
+    if config.tokenizer != "bpe":
+        return None
+    path = out / BPE_FILE
+    if resume and path.is_file():
+        return Tokenizer.from_file(str(path))
+    tokenizer = train_bpe(config.task, config.comfort_digits, config.bpe_vocab, seed=config.seed)
+    tokenizer.save(str(path))
+    return tokenizer
+
+
 def task_info(config: PretrainConfig) -> TaskInfo:
-    """What the model directory records of the run (its N, temperature, size and task)."""
-    return TaskInfo(config.comfort_digits, config.temperature, config.size, task=config.task)
+    """What the model directory records of the run (its N, temperature, size, task and tokenizer)."""
+    tokenizer = "characters" if config.tokenizer == "characters" else "model"
+    return TaskInfo(
+        config.comfort_digits, config.temperature, config.size, task=config.task, tokenizer=tokenizer
+    )
 
 
 def progress_evaluator(problems: int | None = None, seed: int = 0):
     """An ``evaluate_fn`` for ``pretrain``: greedy comfort accuracy and sampled N+1 accuracy."""
 
-    def evaluate(model: GPT2LMHeadModel, config: PretrainConfig) -> dict[str, float]:
+    def evaluate(model: GPT2LMHeadModel, config: PretrainConfig, codec=None) -> dict[str, float]:
         count = problems or config.eval_problems
         rng = np.random.default_rng(seed)
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
@@ -281,13 +328,19 @@ def progress_evaluator(problems: int | None = None, seed: int = 0):
         if config.task != "Addition":  # any other task: its own held-out draws (addition keeps its own)
             task = get_task(config.task)
             comfort, harder = heldout_draws(task, n, count, seed)
-            greedy, _ = play_episodes(model, comfort, n, "comfort", GREEDY, generator, task=task)
-            sampled, _ = play_episodes(model, harder, n, "plus1", config.temperature, generator, task=task)
+            greedy, _ = play_episodes(
+                model, comfort, n, "comfort", GREEDY, generator, task=task, tokenizer=codec
+            )
+            sampled, _ = play_episodes(
+                model, harder, n, "plus1", config.temperature, generator, task=task, tokenizer=codec
+            )
             return {"comfort_greedy": float(greedy.mean()), "plus1_sampled": float(sampled.mean())}
         comfort = problems_with_digits(rng, n, "varying", count)
         harder = problems_with_digits(rng, n + 1, "varying", count)
-        greedy, _ = play_episodes(model, comfort, n, "comfort", GREEDY, generator)
-        sampled, _ = play_episodes(model, harder, n, split_for(n + 1, n), config.temperature, generator)
+        greedy, _ = play_episodes(model, comfort, n, "comfort", GREEDY, generator, tokenizer=codec)
+        sampled, _ = play_episodes(
+            model, harder, n, split_for(n + 1, n), config.temperature, generator, tokenizer=codec
+        )
         return {"comfort_greedy": float(greedy.mean()), "plus1_sampled": float(sampled.mean())}
 
     return evaluate
