@@ -21,6 +21,10 @@ from arith_gym.task import get_task, task_problems
 from arith_gym.task_env import TaskEnv
 
 tokenizers = pytest.importorskip("tokenizers")
+# TRL 1.16 still calls transformers' deprecated `gradient_checkpointing` names itself.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`[a-z_]*gradient_checkpointing[a-z_]*` is deprecated:FutureWarning"
+)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +120,9 @@ def llama_reference(llama, bpe, tmp_path_factory):
     return save_reference(llama, tmp_path_factory.mktemp("llama-ref"), info, tokenizer=bpe)
 
 
-@pytest.mark.parametrize(("algo", "method"), [("ppo", "critical_auto"), ("grpo", "uniform")])
+@pytest.mark.parametrize(
+    ("algo", "method"), [("ppo", "critical_auto"), ("grpo", "uniform"), ("trl-grpo", "critical")]
+)
 def test_the_agents_trainer_fine_tunes_a_llama_with_its_own_tokenizer(
     llama_reference, algo, method, tmp_path
 ):
@@ -125,6 +131,8 @@ def test_the_agents_trainer_fine_tunes_a_llama_with_its_own_tokenizer(
     from agents.rl.config import RLConfig
     from agents.rundir import read_metrics
 
+    if algo == "trl-grpo":
+        pytest.importorskip("trl")
     tiny = RLConfig(
         episodes_per_update=4,
         total_episodes=4,
@@ -138,7 +146,7 @@ def test_the_agents_trainer_fine_tunes_a_llama_with_its_own_tokenizer(
         kl_coef=1.0,
         certainty_temperature=1.0,
         checkpoint_every=1,
-        group_size=2 if algo == "grpo" else 1,
+        group_size=1 if algo == "ppo" else 2,
     )
     backend = backend_for(algo)
     run = backend.train(backend.job_config(tiny, algo, method), tmp_path / "run", llama_reference, algo)
@@ -191,3 +199,14 @@ def test_unscored_critical_tokens_of_a_bpe_batch_are_the_tokens_covering_them(bp
     labels = batch["labels"][0, prompt : prompt + len(spans)]
     covering = {t for t, (start, end) in enumerate(spans) for r in records if start <= r[0] < end}
     assert covering and {t for t in range(len(spans)) if labels[t] == IGNORE_INDEX} == covering
+
+
+def test_the_sb3_backend_refuses_a_model_of_another_tokenizer_in_one_line(llama_reference, tmp_path):
+    from agents.backends import backend_for
+    from agents.rl.config import RLConfig
+
+    backend = backend_for("sb3-ppo")
+    config = backend.job_config(RLConfig(episodes_per_update=4, total_episodes=4), "sb3-ppo", "uniform")
+    with pytest.raises(ValueError, match="the SB3 backend trains models of the character ids") as refused:
+        backend.train(config, tmp_path / "run", llama_reference, "sb3-ppo")
+    assert "\n" not in str(refused.value)

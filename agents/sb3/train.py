@@ -202,6 +202,11 @@ def train_sb3(
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     reference, task = load_reference(reference_dir)
+    if task.tokenizer != "characters":  # SB3's env and policy are the character ids'
+        raise ValueError(
+            f"the SB3 backend trains models of the character ids; {reference_dir} has its own tokenizer "
+            "(train it with the agents or the TRL backend, docs/tokenizers.md)"
+        )
     config = prepared_config(config, reference, task)  # the model's temperature, critical_auto's β
     del reference
     temperature = config.temperature

@@ -14,7 +14,14 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
-from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, RESULT_LINE_TABLE, judge
+from arith_gym.codec import Codec
+from arith_gym.rules import (
+    RESULT_LINE_ENDED,
+    RESULT_LINE_START,
+    RESULT_LINE_TABLE,
+    advance_result_line,
+    judge,
+)
 from arith_gym.task import get_task, task_problems
 from arith_gym.tokenizer import PAD_ID, PAD_TOKEN
 
@@ -41,9 +48,10 @@ def problem_dataset(split: str, comfort_digits: int, count: int, seed: int = 0, 
 def load_tokenizer(model_dir: str | Path):
     """The model directory's tokenizer, with the pad token as its end-of-sequence token (the one
     :class:`EndEpisodes` forces and ``generate`` stops at)."""
-    from transformers import AutoTokenizer
+    from transformers import PreTrainedTokenizerFast
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # The generic class: an architecture's own (AutoTokenizer's pick) may add tokens of its own.
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
     tokenizer.eos_token = PAD_TOKEN
     return tokenizer
 
@@ -92,8 +100,9 @@ class EndEpisodes(LogitsProcessor):
     """Forces the end-of-sequence token once a row has written its result line's newline, so that
     ``generate`` stops where the env ends the episode (the EOS itself is the completion's last token)."""
 
-    def __init__(self, eos_token_id: int = PAD_ID) -> None:
+    def __init__(self, eos_token_id: int = PAD_ID, codec: Codec | None = None) -> None:
         self.eos_token_id = eos_token_id
+        self.codec = codec  # another tokenizer than the characters: its tokens' text is read
         # Addition's table: a later character (id >= 41, e.g. "*") moves the automaton as the pad
         # column does (neither is in "</scratch>" or a newline), so ids are clamped into it.
         self.table = torch.as_tensor(RESULT_LINE_TABLE)
@@ -104,6 +113,12 @@ class EndEpisodes(LogitsProcessor):
         if self.prompt_length is None:  # the first call sees the prompts alone
             self.prompt_length = input_ids.shape[1]
             self.state = torch.full((input_ids.shape[0],), RESULT_LINE_START, dtype=torch.long)
+        elif input_ids.shape[1] > self.prompt_length and self.codec is not None:
+            pieces = [self.codec.piece(int(token)) or "" for token in input_ids[:, -1].tolist()]
+            states = [
+                advance_result_line(int(s), p) for s, p in zip(self.state.tolist(), pieces, strict=True)
+            ]
+            self.state = torch.as_tensor(states, dtype=torch.long)
         elif input_ids.shape[1] > self.prompt_length:
             last = input_ids[:, -1].cpu().clamp(max=self.table.shape[1] - 1)
             self.state = self.table[self.state, last]
@@ -114,13 +129,15 @@ class EndEpisodes(LogitsProcessor):
         return scores
 
 
-def end_episodes_in_generate(model: PreTrainedModel, eos_token_id: int = PAD_ID) -> PreTrainedModel:
+def end_episodes_in_generate(
+    model: PreTrainedModel, eos_token_id: int = PAD_ID, codec: Codec | None = None
+) -> PreTrainedModel:
     """Make ``model.generate`` stop each row where the env ends its episode (:class:`EndEpisodes`)."""
     generate = model.generate
 
     def generate_episodes(*args: Any, **kwargs: Any):
         processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
-        processors.append(EndEpisodes(eos_token_id))
+        processors.append(EndEpisodes(eos_token_id, codec))
         return generate(*args, logits_processor=processors, **kwargs)
 
     model.generate = generate_episodes
@@ -146,10 +163,13 @@ def positions_from_attention_mask(model: PreTrainedModel) -> PreTrainedModel:
     return model
 
 
-def prepare_model(model: PreTrainedModel) -> PreTrainedModel:
+def prepare_model(
+    model: PreTrainedModel, codec: Codec | None = None, eos_token_id: int = PAD_ID
+) -> PreTrainedModel:
     """``model`` made to play the env's episodes under TRL: positions from the attention mask
-    and ``generate`` ending each row at its result line."""
-    return end_episodes_in_generate(positions_from_attention_mask(model))
+    and ``generate`` ending each row at its result line (``codec``: a model of another
+    tokenizer's, whose end-of-sequence id is ``eos_token_id``)."""
+    return end_episodes_in_generate(positions_from_attention_mask(model), eos_token_id, codec)
 
 
 addition_reward = task_reward

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from transformers import PrinterCallback, TrainerCallback
 
-from agents.lm.model import load_reference
+from agents.lm.model import load_codec, load_reference
 from agents.rl.algorithms import apply_algorithm, resolve
 from agents.rl.bookkeeping import RunRecord, prepared_config
 from agents.rl.config import RLConfig
@@ -106,10 +106,11 @@ def train_trl_grpo(
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     model, task = load_reference(reference_dir)
-    config = prepared_config(config, model, task)  # the model's temperature, critical_auto's β
+    codec = load_codec(reference_dir, model)  # None: the character ids
+    config = prepared_config(config, model, task, codec)  # the model's temperature, critical_auto's β
     temperature = config.temperature
     (run / METRICS).unlink(missing_ok=True)  # a TRL run cannot resume mid-way: it starts again
-    record = RunRecord(run, config, reference_dir, task, on_update)
+    record = RunRecord(run, config, reference_dir, task, on_update, codec=codec)
     record.start()
     pieces = resolve(config)
     updates = config.num_updates
@@ -143,14 +144,15 @@ def train_trl_grpo(
         seed=config.seed,
         disable_tqdm=True,
     )
+    tokenizer = load_tokenizer(reference_dir)
     trainer = WeightedKLGRPOTrainer(
-        model=prepare_model(model.to(device)),
+        model=prepare_model(model.to(device), codec, tokenizer.eos_token_id),
         reward_funcs=task_reward,
         train_dataset=problem_dataset(
             config.split, task.comfort_digits, config.total_episodes, config.seed, task.task
         ),
         args=args,
-        processing_class=load_tokenizer(reference_dir),
+        processing_class=tokenizer,
         weighting_config=config,
     )
 
