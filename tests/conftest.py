@@ -41,3 +41,54 @@ def micro_model():
     from agents.lm.model import build_model
 
     return build_model("micro", seed=0).eval()
+
+
+TINY_RL = {
+    "episodes_per_update": 4,
+    "total_episodes": 4,
+    "minibatches": 1,
+    "eval_every": 1,
+    "eval_episodes": 2,
+    "final_eval_episodes": 4,
+    "final_comfort_episodes": 2,
+    "eval_greedy": False,
+    "value_hidden": (8,),
+    "kl_coef": 1.0,
+    "certainty_temperature": 1.0,
+    "checkpoint_every": 1,
+}
+"""One tiny update of a run: the RL settings the backend tests train with."""
+
+
+@pytest.fixture
+def tiny_rl():
+    """An ``RLConfig`` of :data:`TINY_RL` (with ``group_size`` set per algorithm by the test)."""
+    from agents.rl.config import RLConfig
+
+    return RLConfig(**TINY_RL)
+
+
+def tiny_llama(vocab_size: int):
+    """A 2-layer, 32-wide Llama built from a config (seed 0): any causal LM, no download."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def addition_bpe():
+    """A byte-level BPE of 400 tokens trained on addition's own text at N = 3 (about a second)."""
+    from agents.lm.bpe import train_bpe
+
+    return train_bpe("Addition", 3, vocab_size=400, problems=300)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_llama
 
 from agents.evaluation.heldout import heldout_eval_set
 from agents.evaluation.passk import correct_counts
@@ -29,42 +30,14 @@ pytestmark = pytest.mark.filterwarnings(
 
 @pytest.fixture(scope="module")
 def bpe():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from agents.lm.bpe import train_bpe
 
-    texts = []
-    for name in ("Addition", "Multiply"):
-        task = get_task(name)
-        texts += [task.prompt(p) + task.target(p, 2)[0] for p in task_problems(task, "plus1", 2, 200, seed=0)]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=300,
-            special_tokens=["<pad>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
-    )
-    return tokenizer
+    return train_bpe("Addition", 2, vocab_size=300, problems=200)
 
 
 @pytest.fixture(scope="module")
 def llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=320,  # wider than the tokenizer, as real models often are
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=1024,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(320)  # wider than the tokenizer, as real models often are
 
 
 def _greedy_by_whole_context(model, codec, task, problem) -> str:
@@ -123,31 +96,16 @@ def llama_reference(llama, bpe, tmp_path_factory):
 @pytest.mark.parametrize(
     ("algo", "method"), [("ppo", "critical_auto"), ("grpo", "uniform"), ("trl-grpo", "critical")]
 )
-def test_the_agents_trainer_fine_tunes_a_llama_with_its_own_tokenizer(
-    llama_reference, algo, method, tmp_path
+def test_every_backend_but_sb3_fine_tunes_a_llama_with_its_own_tokenizer(
+    llama_reference, algo, method, tiny_rl, tmp_path
 ):
     from agents.backends import backend_for
     from agents.lm.model import load_codec
-    from agents.rl.config import RLConfig
     from agents.rundir import read_metrics
 
     if algo == "trl-grpo":
         pytest.importorskip("trl")
-    tiny = RLConfig(
-        episodes_per_update=4,
-        total_episodes=4,
-        minibatches=1,
-        eval_every=1,
-        eval_episodes=2,
-        final_eval_episodes=4,
-        final_comfort_episodes=2,
-        eval_greedy=False,
-        value_hidden=(8,),
-        kl_coef=1.0,
-        certainty_temperature=1.0,
-        checkpoint_every=1,
-        group_size=1 if algo == "ppo" else 2,
-    )
+    tiny = tiny_rl.with_overrides(group_size=1 if algo == "ppo" else 2)
     backend = backend_for(algo)
     run = backend.train(backend.job_config(tiny, algo, method), tmp_path / "run", llama_reference, algo)
     row = read_metrics(run)[-1]

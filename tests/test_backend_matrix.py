@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_RL
 
 from agents.backends import backend_for, backend_name
 from agents.lm.model import load_reference
@@ -38,20 +39,7 @@ if "spy" not in KL_WEIGHTINGS:
         return torch.ones(())
 
 
-TINY = RLConfig(
-    episodes_per_update=4,
-    total_episodes=4,
-    minibatches=1,
-    eval_every=1,
-    eval_episodes=2,
-    final_eval_episodes=2,
-    final_comfort_episodes=2,
-    eval_greedy=False,
-    value_hidden=(8,),
-    kl_coef=1.0,
-    certainty_temperature=1.0,
-    checkpoint_every=1,
-)
+TINY = RLConfig(**TINY_RL)
 ALGOS = ("ppo", "grpo", "sb3-ppo", "trl-grpo")
 CASES = [(algo, name) for algo in ALGOS for name in (*KL_WEIGHTINGS.names(), "critical_auto")]
 

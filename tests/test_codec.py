@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 import arith_gym  # noqa: F401  (registers the environments)
 from arith_gym.codec import CharacterCodec, TokenizerCodec
-from arith_gym.task import get_task, task_problems
 from arith_gym.task_env import TaskEnv
 from arith_gym.tokenizer import CHARACTERS, PAD_ID
 
@@ -24,27 +23,9 @@ tokenizers = pytest.importorskip("tokenizers")
 
 
 @pytest.fixture(scope="module")
-def bpe():
+def bpe(addition_bpe):
     """A byte-level BPE of 400 tokens trained on addition's own text (N = 3, comfort and plus1)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    task = get_task("Addition")
-    texts = [
-        task.prompt(problem) + task.target(problem, 3)[0]
-        for split in ("comfort", "plus1")
-        for problem in task_problems(task, split, 3, 300, seed=0)
-    ]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return tokenizer
+    return addition_bpe
 
 
 def _play(env, ids):
@@ -179,23 +160,13 @@ def test_the_tokenizer_vector_env_agrees_with_the_single_env(bpe, seed, noise):
 
 def test_a_rollout_of_any_model_records_what_the_env_judged(bpe):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from conftest import tiny_llama
 
     from agents.lm.episodes import make_vector_env, model_codec
     from agents.rl.policy import LMPolicy
     from agents.rl.rollout import collect_rollout
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=420,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=1024,
-    )
-    lm = LlamaForCausalLM(config).eval()
+    lm = tiny_llama(420)
     codec = model_codec(lm, bpe)
     env = make_vector_env(6, 3, "plus1", "Addition", tokenizer=codec)
     policy = LMPolicy(lm, temperature=1.0, value_hidden=(8,), vocab_size=420)

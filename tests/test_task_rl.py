@@ -10,7 +10,6 @@ import pytest
 from agents.backends import backend_for
 from agents.evaluation.heldout import EvalSet
 from agents.lm.model import TaskInfo, build_model, load_reference, save_reference, shipped_references
-from agents.rl.config import RLConfig
 from agents.rl.sampling import grouped_operands
 from agents.rundir import read_metrics
 from arith_gym.operands import sample_operands
@@ -18,20 +17,6 @@ from arith_gym.task import get_task, is_heldout_key
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`[a-z_]*gradient_checkpointing[a-z_]*` is deprecated:FutureWarning"
-)
-TINY = RLConfig(
-    episodes_per_update=4,
-    total_episodes=4,
-    minibatches=1,
-    eval_every=1,
-    eval_episodes=2,
-    final_eval_episodes=4,
-    final_comfort_episodes=2,
-    eval_greedy=False,
-    value_hidden=(8,),
-    kl_coef=1.0,
-    certainty_temperature=1.0,
-    checkpoint_every=1,
 )
 
 
@@ -48,10 +33,10 @@ def task_reference(request, tmp_path_factory):
     ("algo", "method"),
     [("ppo", "oracle_critical"), ("grpo", "critical_auto"), ("sb3-ppo", "critical"), ("trl-grpo", "uniform")],
 )
-def test_every_backend_trains_on_a_task_reference(task_reference, algo, method, tmp_path):
+def test_every_backend_trains_on_a_task_reference(task_reference, algo, method, tiny_rl, tmp_path):
     name = load_reference(task_reference)[1].task
     backend = backend_for(algo)
-    base = TINY.with_overrides(group_size=2) if algo in ("grpo", "trl-grpo") else TINY
+    base = tiny_rl.with_overrides(group_size=2) if algo in ("grpo", "trl-grpo") else tiny_rl
     config = backend.job_config(base, algo, method)
     run = backend.train(config, tmp_path / "run", task_reference, algo)
     eval_set = EvalSet.load(run / "eval_set.json")
