@@ -78,3 +78,17 @@ def test_vector_env_floor_prints_the_budget_and_each_cost():
     assert any("the observation copy" in line for line in lines)
     assert lines[-2].startswith("rules + observation copy")
     assert lines[-1].startswith("vector / single env:") and "with no string info (what-if)" in lines[-1]
+
+
+def test_task_kl_weights_prints_a_row_per_reference_and_beta(micro_reference_dir):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "task_kl_weights.py"), "--refs", str(micro_reference_dir)]
+        + ["--problems", "4", "--betas", "1,150"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| micro-ref")]
+    assert [row[4] for row in rows] == ["1", "150"]
+    at_one, at_150 = (float(row[5]) for row in rows)
+    assert 0.0 <= at_150 <= at_one <= 1.0  # J <= 1: a larger β can only lower the weight
