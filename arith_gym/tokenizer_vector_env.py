@@ -124,7 +124,8 @@ class TokenizerVectorEnv(VectorEnv):
             "problem": _objects([i.get("problem") for i in infos]),
             "prompt": np.array([i.get("prompt", "") for i in infos], dtype=str),
             "target": np.array([i.get("target", "") for i in infos], dtype=str),
-            "text": np.array([i.get("text", "") for i in infos], dtype=str),
+            # An object array: a token may write characters a numpy str array drops (a trailing NUL).
+            "text": _objects([i.get("text", "") for i in infos]),
             "on_track": np.array([i.get("on_track", True) for i in infos], dtype=bool),
         }
         for key in list(info):
