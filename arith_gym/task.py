@@ -239,14 +239,27 @@ def error_kinds(task: str | Task) -> tuple[str, ...]:
     return getattr(get_task(task), "error_kinds", STRUCTURAL_ERROR_KINDS)
 
 
-def error_kind(task: str | Task, problem: ProblemKey, comfort_digits: int, text: str) -> str | None:
+def error_kind(
+    task: str | Task, problem: ProblemKey, comfort_digits: int, text: str, codec: object = None
+) -> str | None:
     """The kind of ``text``'s first wrong token (None: it follows the target to its end); ``critical``
-    for a structural critical token on every task."""
+    for a structural critical token on every task.
+
+    With a tokenizer's ``codec`` (one with ``offsets``, :class:`arith_gym.codec.TokenizerCodec`) the
+    token is the target's canonical token holding the first wrong character, and it is ``critical``
+    when it covers a critical character: a byte-level BPE fuses a digit with the comma after it
+    (``6,``), so a model that closes the list early goes wrong at the digit of that token.
+    """
     task = get_task(task)
-    if hasattr(task, "error_kind"):
-        return task.error_kind(problem, comfort_digits, text)
     target, records = task.target(problem, comfort_digits)
     where = first_deviation(text, target)
     if where is None:
         return None
-    return "critical" if where in {record[0] for record in records} else "other"
+    critical = {record[0] for record in records}
+    if codec is not None and hasattr(codec, "offsets"):
+        span = next(((start, end) for start, end in codec.offsets(target) if start <= where < end), None)
+        if span is not None and any(span[0] <= position < span[1] for position in critical):
+            return "critical"
+    if hasattr(task, "error_kind"):
+        return task.error_kind(problem, comfort_digits, text)
+    return "critical" if where in critical else "other"

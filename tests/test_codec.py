@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import arith_gym  # noqa: F401  (registers the environments)
 from arith_gym.codec import CharacterCodec, TokenizerCodec
+from arith_gym.task import get_task
 from arith_gym.task_env import TaskEnv
 from arith_gym.tokenizer import CHARACTERS, PAD_ID
 
@@ -177,3 +178,21 @@ def test_a_rollout_of_any_model_records_what_the_env_judged(bpe):
         assert written == sub_env._text  # the actions are the env's episode
         assert rollout.rewards[row].sum() == float(rollout.correct[row])
     assert torch.isfinite(rollout.reference.ref_logp).all()
+
+
+def test_a_first_error_inside_a_token_that_covers_a_decision_is_critical_at_token_level(bpe):
+    from arith_gym.task import error_kind
+
+    codec = TokenizerCodec(bpe)
+    task = get_task("Addition")
+    problem = (3769, 7870)  # an operand of 4 digits: commas after the 3rd digit are decisions
+    target, records = task.target(problem, 3)
+    critical = {record[0] for record in records}
+    # The BPE fuses a digit with the comma after it: the token starts before the decision.
+    fused = [(start, end) for start, end in codec.offsets(target) if any(start < p < end for p in critical)]
+    assert fused
+    start, _ = fused[0]
+    wrong = "0" if target[start] != "0" else "1"
+    text = target[:start] + wrong  # the digit of that token goes wrong, not the comma itself
+    assert error_kind(task, problem, 3, text) == "copy"  # character level: a copied digit
+    assert error_kind(task, problem, 3, text, codec) == "critical"  # token level: the decision's token

@@ -173,7 +173,9 @@ def rl_evaluation(
             if name == split and label == "sampled":
                 chosen = slice(start, end)
                 metrics.update(
-                    error_shares(problems[name], texts[chosen], solved[chosen], comfort_digits, split, task)
+                    error_shares(
+                        problems[name], texts[chosen], solved[chosen], comfort_digits, split, task, tokenizer
+                    )
                 )
     if tokenizer is not None:  # the teacher-forced probabilities read the character ids
         return metrics
@@ -190,12 +192,15 @@ def error_shares(
     comfort_digits: int,
     split: str,
     task: str = "Addition",
+    tokenizer: Any = None,
 ) -> dict[str, float]:
     """``{split}_failures`` (how many episodes failed) and ``{split}_errors/{kind}``: the share of
     those whose first wrong token is of each kind (:func:`arith_gym.task.error_kinds`; addition's
     :mod:`arith_gym.anatomy`; 0 without failures). ``critical`` is a structural critical token."""
     episodes = zip(problems, texts, solved, strict=True)
-    kinds = [error_kind(task, problem, comfort_digits, text) for problem, text, ok in episodes if not ok]
+    kinds = [
+        error_kind(task, problem, comfort_digits, text, tokenizer) for problem, text, ok in episodes if not ok
+    ]
     shares = {f"{split}_failures": float(len(kinds))}
     for kind in error_kinds(task):
         shares[f"{split}_errors/{kind}"] = kinds.count(kind) / len(kinds) if kinds else 0.0

@@ -80,7 +80,7 @@ def task_gate(
         model, harder, comfort_digits, "plus1", temperature, generator, batch, task=task, tokenizer=tokenizer
     )
     at_critical = [
-        error_kind(task, problem, comfort_digits, text) == "critical"
+        error_kind(task, problem, comfort_digits, text, tokenizer) == "critical"
         for problem, text, solved in zip(harder, texts, sampled, strict=True)
         if not solved
     ]
