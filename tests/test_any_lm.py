@@ -168,3 +168,16 @@ def test_the_sb3_backend_refuses_a_model_of_another_tokenizer_in_one_line(llama_
     with pytest.raises(ValueError, match="the SB3 backend trains models of the character ids") as refused:
         backend.train(config, tmp_path / "run", llama_reference, "sb3-ppo")
     assert "\n" not in str(refused.value)
+
+
+def test_the_shipped_bpe_reference_loads_with_its_tokenizer_and_solves_its_comfort_zone():
+    from agents.lm.model import load_codec
+
+    directory = CHECKPOINTS_DIR / "llama-tiny-bpe-n3"
+    model, info = load_reference(directory)
+    assert (type(model).__name__, info.tokenizer, info.comfort_digits) == ("LlamaForCausalLM", "model", 3)
+    codec = load_codec(directory, model)
+    assert codec.vocab_size == 384 and len(codec.encode("[3,7,6,9]")) < 9  # BPE fuses characters
+    problems = heldout_eval_set(3, "plus1", 16, 16).head("comfort")
+    solved, _ = play_episodes(model, problems, 3, "comfort", GREEDY, tokenizer=codec)
+    assert solved.all()  # its card: 100.0 % greedy comfort on 1000
