@@ -15,10 +15,10 @@ import argparse
 import numpy as np
 
 from agents.evaluation.teacher_forcing import target_token_probs
-from agents.lm.model import CHECKPOINTS_DIR, load_reference
+from agents.lm.model import CHECKPOINTS_DIR, load_codec, load_reference
 from arith_gym.task import task_problems
 
-SHIPPED = ("gpt2-tiny-n3", "gpt2-tiny-multiply-n3", "gpt2-tiny-multisum-n3")
+SHIPPED = ("gpt2-tiny-n3", "gpt2-tiny-multiply-n3", "gpt2-tiny-multisum-n3", "llama-tiny-bpe-n3")
 
 
 def main() -> None:
@@ -35,6 +35,7 @@ def main() -> None:
     for ref in args.refs.split(","):
         model, info = load_reference(ref)
         problems = task_problems(info.task, "plus1", info.comfort_digits, args.problems, args.seed, "heldout")
+        codec = load_codec(ref, model)  # a model of its own tokenizer: its tokens
         results = target_token_probs(
             model,
             problems,
@@ -42,6 +43,7 @@ def main() -> None:
             1.0,
             certainty_temperature=args.certainty_temperature,
             task=info.task,
+            codec=codec,
         )
         certainty = np.concatenate([r.certainty for r in results]).astype(np.float64)
         critical = np.concatenate([r.critical for r in results])

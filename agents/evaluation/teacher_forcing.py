@@ -17,9 +17,10 @@ from transformers import PreTrainedModel
 from agents.kl import certainty as certainty_of
 from agents.lm.batches import make_batch
 from agents.lm.episodes import play_episodes
+from arith_gym.codec import TokenizerCodec
 from arith_gym.operands import problems_with_digits, split_for
 from arith_gym.scratchpad import CriticalToken, critical_tokens, target_text
-from arith_gym.task import ProblemKey, critical_tokens_of, first_deviation
+from arith_gym.task import ProblemKey, critical_tokens_of, first_deviation, get_task
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,16 @@ def target_token_probs(
     certainty_temperature: float = 4.0,
     certainty_kind: str = "negentropy",
     task: str = "Addition",
+    codec: TokenizerCodec | None = None,
 ) -> list[TargetProbs]:
     """p(right token | right prefix) at ``temperature`` for every target token of each of ``task``'s
-    problems."""
+    problems (with a tokenizer's ``codec``: its canonical tokens, critical when they cover a
+    critical character)."""
     device = next(model.parameters()).device
     results = []
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in make_batch(list(chunk), task=task).items()}
+        batch = {k: v.to(device) for k, v in make_batch(list(chunk), task=task, codec=codec).items()}
         labels = batch.pop("labels")
         raw = model(**batch).logits[:, :-1].float()
         targets = labels[:, 1:]
@@ -60,8 +63,12 @@ def target_token_probs(
         for row, problem in enumerate(chunk):
             keep = (targets[row] >= 0).cpu().numpy()
             probs = log_probs[row].exp().cpu().numpy()[keep]
+            positions = [t.position for t in critical_tokens_of(task, problem, comfort_digits)]
+            if codec is not None:  # the tokens whose text covers a critical character
+                spans = codec.offsets(get_task(task).target(problem, comfort_digits)[0])
+                positions = [i for i, (a, b) in enumerate(spans) if any(a <= p < b for p in positions)]
             critical = np.zeros(len(probs), dtype=bool)
-            critical[[t.position for t in critical_tokens_of(task, problem, comfort_digits)]] = True
+            critical[positions] = True
             results.append(TargetProbs(probs, certainty[row].cpu().numpy()[keep], critical))
     return results
 
