@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from arith_gym import operands
-from arith_gym.codec import as_codec
+from arith_gym.codec import CharacterCodec, as_codec
 from arith_gym.env import AdditionEnv
 from arith_gym.rules import (
     EPISODE_STEP_SLACK,
@@ -111,7 +111,7 @@ class TaskEnv(gym.Env):
         vocab = self.codec.vocab_size
         self.action_space = spaces.Discrete(vocab)
         self.observation_space = spaces.Box(0, vocab - 1, shape=(self.context_length,), dtype=np.int64)
-        self._pad = PAD_ID if tokenizer is None else 0
+        self._pad = PAD_ID if isinstance(self.codec, CharacterCodec) else 0
         self._obs = np.full(self.context_length, self._pad, dtype=np.int64)
         self._done = True
         self.problem: ProblemKey | None = None
