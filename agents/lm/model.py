@@ -189,8 +189,9 @@ def load_task_info(model_dir: str | Path) -> TaskInfo:
 
 
 def shipped_references(tasks: Sequence[str]) -> list[Path]:
-    """The shipped reference directories (``agents/checkpoints``) of ``tasks`` (names, any case),
-    task by task in the given order, each task's by N.
+    """The shipped character-id reference directories (``agents/checkpoints``) of ``tasks`` (names,
+    any case), task by task in the given order, each task's by N (a reference of another tokenizer
+    is a comparison of its own: ``--refs``).
 
     Raises:
         ValueError: an unknown task, or one without a shipped reference (named).
@@ -201,7 +202,11 @@ def shipped_references(tasks: Sequence[str]) -> list[Path]:
         task = next((t for t in TASKS if t.lower() == name.strip().lower()), None)
         if task is None:
             raise ValueError(f"unknown task {name!r}; registered: {', '.join(TASKS)}")
-        found = sorted((info.comfort_digits, path) for info, path in shipped if info.task == task)
+        found = sorted(
+            (info.comfort_digits, path)
+            for info, path in shipped
+            if info.task == task and info.tokenizer == "characters"
+        )
         if not found:
             raise ValueError(f"no shipped reference of task {task} in {CHECKPOINTS_DIR}")
         chosen += [path for _, path in found]
