@@ -180,6 +180,8 @@ class TaskVectorEnv(VectorEnv):
         self._automaton = np.zeros(n, dtype=np.int64)  # state in the result-line table
         self._done = np.zeros(n, dtype=bool)  # episode over (awaiting a reset)
         self._problems = np.empty(n, dtype=object)
+        # The key's entries a task names as info keys (addition: a, b), kept as arrays like the key.
+        self._key_arrays = [np.zeros(n, dtype=object) for _ in self._key_fields]
         self._answers = np.zeros(n, dtype=object)
 
     # ------------------------------------------------------------------ reset
@@ -228,6 +230,8 @@ class TaskVectorEnv(VectorEnv):
             prompt = task.prompt(problem)
             target, records = task.target(problem, config.comfort_digits)
             self._problems[i], self._answers[i] = problem, task.answer(problem)
+            for entries, value in zip(self._key_arrays, problem, strict=False):
+                entries[i] = value
             prompt_bytes = np.frombuffer(prompt.encode("ascii"), dtype=np.uint8)
             self._obs[i, : len(prompt)] = BYTE_TO_ID[prompt_bytes]
             self._prompts = store_str(self._prompts, i, prompt)
@@ -366,7 +370,7 @@ class TaskVectorEnv(VectorEnv):
         ended: np.ndarray,
     ) -> dict[str, Any]:
         """The info dict from the current state; every array is new (callers may keep them)."""
-        infos: dict[str, Any] = {field: self._key_entries(j) for j, field in enumerate(self._key_fields)}
+        infos: dict[str, Any] = {f: a.copy() for f, a in zip(self._key_fields, self._key_arrays, strict=True)}
         infos |= {
             "problem": self._problems.copy(),
             "prompt": self._prompts.copy(),
@@ -381,12 +385,6 @@ class TaskVectorEnv(VectorEnv):
         )
         infos.update(correct=correct, _correct=ended, result=result, _result=ended.copy())
         return infos
-
-    def _key_entries(self, j: int) -> np.ndarray:
-        """Entry ``j`` of every env's problem key (object array; 0 before an env's first reset)."""
-        entries = np.zeros(self.num_envs, dtype=object)
-        entries[:] = [0 if p is None else p[j] for p in self._problems]
-        return entries
 
     # ---------------------------------------------------------------- render
 
