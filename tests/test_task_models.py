@@ -118,19 +118,23 @@ def test_the_gate_counts_failures_first_wrong_at_a_decision(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("directory", "name", "vocab_size"),
-    [("gpt2-tiny-multiply-n3", "Multiply", 42), ("gpt2-tiny-multisum-n3", "MultiSum", 41)],
+    ("directory", "name", "digits", "vocab_size"),
+    [
+        ("gpt2-tiny-multiply-n3", "Multiply", 3, 42),
+        ("gpt2-tiny-multiply-n4", "Multiply", 4, 42),
+        ("gpt2-tiny-multisum-n3", "MultiSum", 3, 41),
+    ],
 )
-def test_the_shipped_task_references_load_and_solve_their_comfort_zone(directory, name, vocab_size):
+def test_the_shipped_task_references_load_and_solve_their_comfort_zone(directory, name, digits, vocab_size):
     from agents.lm.model import CHECKPOINTS_DIR
 
     model, info = load_reference(CHECKPOINTS_DIR / directory)
-    assert (info.task, info.comfort_digits, model.config.vocab_size) == (name, 3, vocab_size)
+    assert (info.task, info.comfort_digits, model.config.vocab_size) == (name, digits, vocab_size)
     task = get_task(name)
     rng = np.random.default_rng(0)
-    problems = [task.sample(rng, "comfort", 3, "heldout") for _ in range(32)]
-    solved, _ = play_episodes(model, problems, 3, "comfort", GREEDY, task=task)
-    assert solved.all()  # their cards: 100.0 % and 99.9 % greedy comfort on 1000
+    problems = [task.sample(rng, "comfort", digits, "heldout") for _ in range(32)]
+    solved, _ = play_episodes(model, problems, digits, "comfort", GREEDY, task=task)
+    assert solved.all()  # their cards: 100.0 %, 100.0 % and 99.9 % greedy comfort on 1000
 
 
 @pytest.mark.parametrize("name", ["Multiply", "MultiSum"])

@@ -82,8 +82,8 @@ def test_the_trl_dataset_holds_any_task():
 def test_compare_tasks_picks_the_shipped_references_of_each_task():
     paths = shipped_references(["addition", "Multiply"])
     infos = [load_reference(path)[1] for path in paths]
-    assert [info.task for info in infos][:3] == ["Addition"] * 3 and infos[-1].task == "Multiply"
-    assert [info.comfort_digits for info in infos[:3]] == [2, 3, 4] and len(infos) == 4
+    assert [info.task for info in infos] == ["Addition"] * 3 + ["Multiply"] * 2
+    assert [info.comfort_digits for info in infos] == [2, 3, 4, 3, 4]
     assert all(info.tokenizer == "characters" for info in infos)  # not the BPE reference of addition
     with pytest.raises(ValueError, match="unknown task 'subtraction'"):
         shipped_references(["subtraction"])
