@@ -208,8 +208,12 @@ def heldout_draws(
 def critical_tokens_of(task: str | Task, problem: ProblemKey, comfort_digits: int) -> list[CriticalToken]:
     """The structural critical tokens of ``problem``'s target, their kinds named."""
     task = get_task(task)
+    return named_critical_tokens(task, task.target(problem, comfort_digits)[1])
+
+
+def named_critical_tokens(task: Task, records: list[CriticalRecord]) -> list[CriticalToken]:
+    """``task``'s critical records (from :meth:`Task.target`) as tokens with their kinds named."""
     kinds = task.critical_kinds
-    records = task.target(problem, comfort_digits)[1]
     return [CriticalToken(r[0], r[1], r[2], r[3], kinds[r[4]]) for r in records]  # type: ignore[arg-type]
 
 

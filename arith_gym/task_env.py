@@ -28,7 +28,7 @@ from arith_gym.rules import (
 from arith_gym.rules import RESULT_LINE_ENDED as ENDED
 from arith_gym.rules import RESULT_LINE_START as START
 from arith_gym.scratchpad import CriticalToken
-from arith_gym.task import ProblemKey, Task, critical_tokens_of, get_task, in_problem_set
+from arith_gym.task import ProblemKey, Task, get_task, in_problem_set, named_critical_tokens
 from arith_gym.tokenizer import PAD_ID
 
 
@@ -132,10 +132,8 @@ class TaskEnv(gym.Env):
             problem = self.task.sample(self.np_random, self.split, self.comfort_digits, self.problem_set)
         self.problem = problem
         self._prompt = self.task.prompt(problem)
-        self._target = self.task.target(problem, self.comfort_digits)[0]
-        self._critical_at = {
-            t.position: t for t in critical_tokens_of(self.task, problem, self.comfort_digits)
-        }
+        self._target, records = self.task.target(problem, self.comfort_digits)
+        self._critical_at = {t.position: t for t in named_critical_tokens(self.task, records)}
         prompt_ids = self.codec.encode(self._prompt)
         if len(prompt_ids) + 1 > self.context_length:
             raise ValueError(

@@ -63,9 +63,10 @@ def target_token_probs(
         for row, problem in enumerate(chunk):
             keep = (targets[row] >= 0).cpu().numpy()
             probs = log_probs[row].exp().cpu().numpy()[keep]
-            positions = [t.position for t in critical_tokens_of(task, problem, comfort_digits)]
+            target, records = get_task(task).target(problem, comfort_digits)
+            positions = [record[0] for record in records]
             if codec is not None:  # the tokens whose text covers a critical character
-                spans = codec.offsets(get_task(task).target(problem, comfort_digits)[0])
+                spans = codec.offsets(target)
                 positions = [i for i, (a, b) in enumerate(spans) if any(a <= p < b for p in positions)]
             critical = np.zeros(len(probs), dtype=bool)
             critical[positions] = True
