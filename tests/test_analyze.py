@@ -10,9 +10,9 @@ import torch
 
 from agents.cli import main
 from agents.evaluation.certainty_gap import certainty_gap, format_gap, on_track_length
+from agents.evaluation.continuations import Continuer
 from agents.evaluation.finder import (
     FinderReport,
-    branch_success,
     find_critical_tokens,
     forced_mistakes,
     format_finder,
@@ -22,6 +22,7 @@ from agents.evaluation.finder import (
 from agents.evaluation.stats import mean_ci
 from agents.lm.decoding import CachedDecoder
 from agents.lm.model import load_reference
+from arith_gym.codec import CharacterCodec
 from arith_gym.scratchpad import critical_tokens, prompt_text, target_text
 from arith_gym.tokenizer import PAD_ID, TOKEN_TO_ID, VOCAB_SIZE, encode
 
@@ -82,20 +83,27 @@ def test_branch_decoder_continues_each_row_like_a_full_forward(micro):
         torch.testing.assert_close(cached[row], model(input_ids=full).logits[0, -1], atol=1e-4, rtol=1e-4)
 
 
-def test_branch_success_judges_like_the_env(micro):
+def test_continuations_are_judged_by_the_env(micro):
     model, _ = micro
     text = target_text(*PROBLEM)
     last, wrong_digit = len(text) - 1, TOKEN_TO_ID["0"] if text[-2] != "0" else TOKEN_TO_ID["1"]
     positions = np.array([last, last, last - 1])
     tokens = np.array([TOKEN_TO_ID["\n"], PAD_ID, wrong_digit])
     generator = torch.Generator().manual_seed(0)
-    solved = branch_success(model, PROBLEM, text, positions, tokens, 1.0, generator, max_steps=200)
+    codec = CharacterCodec(VOCAB_SIZE)
+    ids = encode(text)
+    solved = (
+        Continuer(model, codec, "Addition", 1, "plus1")
+        .run(PROBLEM, ids, positions, tokens, generator)
+        .success
+    )
     # the right newline ends a right episode; a pad ends it with no result line; a wrong last digit
     # cannot be right whatever follows.
     assert solved.tolist() == [True, False, False]
     # Truncated before the result line's newline: wrong, as the env's truncation is.
     keep = np.array([TOKEN_TO_ID[text[last - 1]]])
-    assert not branch_success(model, PROBLEM, text, np.array([last - 1]), keep, 1.0, generator, last)[0]
+    short = Continuer(model, codec, "Addition", 1, "plus1", max_episode_steps=last)
+    assert not short.run(PROBLEM, ids, np.array([last - 1]), keep, generator).success[0]
 
 
 def test_certainty_gap_is_well_formed(micro):

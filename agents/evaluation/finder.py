@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -19,14 +18,12 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from agents.evaluation.certainty_gap import SOURCES, _mean, reference_logits
+from agents.evaluation.continuations import Continuer
 from agents.kl import certainty
-from agents.lm.decoding import choose_tokens
 from agents.lm.episodes import play_episodes
-from agents.lm.gpt2_decoding import decoder_class
-from arith_gym.rules import RESULT_LINE_ENDED, RESULT_LINE_START, EnvConfig, result_line_table
-from arith_gym.scratchpad import parse_result
+from arith_gym.codec import CharacterCodec
 from arith_gym.task import ProblemKey, critical_positions, get_task
-from arith_gym.tokenizer import PAD_ID, decode, encode
+from arith_gym.tokenizer import encode
 
 POSITION_MODES = ("candidates", "all")
 MARGIN_SWEEP = (1.0, 1.5, 2.0, 2.5, 3.0)  # certainty margins the finder's report also scores
@@ -46,52 +43,6 @@ def forced_mistakes(
     """
     masked = (logits.float() / temperature).scatter(-1, tokens.view(-1, 1), float("-inf"))
     return torch.multinomial(torch.softmax(masked, dim=-1), samples, replacement=True, generator=generator)
-
-
-@torch.no_grad()
-def branch_success(
-    model: PreTrainedModel,
-    problem: ProblemKey,
-    text: str,
-    positions: np.ndarray,
-    tokens: np.ndarray,
-    temperature: float,
-    generator: torch.Generator,
-    max_steps: int,
-    task: str = "Addition",
-) -> np.ndarray:
-    """Whether each branch solves ``problem``: ``text[:positions[r]]``, then ``tokens[r]``, then
-    sampled at ``temperature`` until it ends as the environment ends it (the result line's
-    newline, a pad token, or ``max_steps`` generated tokens). All rows run as one batch."""
-    positions, tokens = np.asarray(positions, dtype=np.int64), np.asarray(tokens, dtype=np.int64)
-    rules = get_task(task)
-    table = result_line_table(rules.vocab_size)
-    prompt, ids = encode(rules.prompt(problem)), encode(text)
-    written = np.full((len(positions), max(max_steps, len(ids))), PAD_ID, dtype=np.int64)
-    written[:, : len(ids)] = ids
-    lengths, active = positions.copy(), np.ones(len(positions), dtype=bool)
-    # Each row's state in the env's result-line automaton after its prefix of ``text``.
-    prefix_states = [RESULT_LINE_START]
-    for token in ids.tolist():
-        prefix_states.append(int(table[prefix_states[-1], token]))
-    states = np.asarray(prefix_states, dtype=np.int64)[positions]
-    context = np.concatenate([prompt, ids[: positions.max()]])
-    decoder = decoder_class(model).branches(model, context, len(prompt) + positions)
-    step = torch.as_tensor(tokens)
-    while True:
-        new = step.cpu().numpy()
-        active &= new != PAD_ID  # a pad ends the episode and writes nothing
-        rows = np.flatnonzero(active)
-        written[rows, lengths[rows]] = new[rows]
-        lengths[rows] += 1
-        states[rows] = table[states[rows], new[rows]]
-        active[rows[states[rows] == RESULT_LINE_ENDED]] = False
-        active &= lengths < max_steps
-        if not active.any():
-            break
-        step = choose_tokens(decoder.step(step).logits[:, -1], temperature, generator)
-    answer = rules.answer(problem)
-    return np.array([parse_result(decode(written[r, : lengths[r]])) == answer for r in range(len(lengths))])
 
 
 # --------------------------------------------------------------------------- finder
@@ -246,7 +197,9 @@ def find_critical_tokens(
         raise ValueError(f"samples must be at least 1, got {samples}")
     rng = np.random.default_rng(seed)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    max_steps = EnvConfig.from_kwargs(comfort_digits, split, task=task).max_episode_steps
+    continuer = Continuer(
+        model, CharacterCodec(get_task(task).vocab_size), task, comfort_digits, split, temperature, batch_size
+    )
     cap = max_sampled if max_sampled is not None else 32 * episodes
     problems, texts, sampled = _correct_episodes(
         model, comfort_digits, split, episodes, source, temperature, rng, generator, batch_size, cap, task
@@ -258,9 +211,7 @@ def find_critical_tokens(
         j = certainty(logits, certainty_temperature, certainty_kind).numpy()
         low = low_certainty(j, certainty_margin)
         where = np.arange(len(text)) if positions == "all" else np.flatnonzero(low)
-        kept, forced = _success_rates(
-            model, problem, text, logits, where, temperature, samples, generator, batch_size, max_steps, task
-        )
+        kept, forced = _success_rates(continuer, problem, text, logits, where, samples, generator)
         structural = critical_positions(task, problem, comfort_digits, len(text))
         characters = np.array(list(text), dtype=str)
         columns.append(
@@ -283,28 +234,19 @@ def find_critical_tokens(
 
 
 def _success_rates(
-    model, problem, text, logits, where, temperature, samples, generator, batch_size, max_steps, task
+    continuer: Continuer, problem, text, logits, where, samples, generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Success rates of K branches keeping the episode's token and K after a forced mistake, at
     positions ``where`` (NaN elsewhere)."""
     kept_rate, forced_rate = np.full(len(text), np.nan), np.full(len(text), np.nan)
     if len(where) == 0:
         return kept_rate, forced_rate
-    ids = torch.as_tensor(encode(text))[where]
-    mistakes = forced_mistakes(logits[where], ids, temperature, samples, generator)
+    ids = torch.as_tensor(encode(text))
+    mistakes = forced_mistakes(logits[where], ids[where], continuer.temperature, samples, generator)
     # K kept then K forced rows per position, in order of position: a chunk's rows then end at
     # about the same time, so the batch does not idle on a few long ones.
-    tokens = torch.cat([ids[:, None].expand(-1, samples), mistakes], dim=1).reshape(-1).numpy()
-    at = np.repeat(where, 2 * samples)
-    branch = partial(
-        branch_success, model, problem, text, temperature=temperature, generator=generator, task=task
-    )
-    success = np.concatenate(
-        [
-            branch(positions=at[s : s + batch_size], tokens=tokens[s : s + batch_size], max_steps=max_steps)
-            for s in range(0, len(at), batch_size)
-        ]
-    )
+    tokens = torch.cat([ids[where][:, None].expand(-1, samples), mistakes], dim=1).reshape(-1).numpy()
+    success = continuer.run(problem, ids.numpy(), np.repeat(where, 2 * samples), tokens, generator).success
     kept_rate[where], forced_rate[where] = success.reshape(len(where), 2, samples).mean(axis=2).T
     return kept_rate, forced_rate
 
