@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from agents import MissingExtra
-from agents.cli import model_commands, rl_commands  # noqa: F401  (they register the commands)
+from agents.cli import criticality_commands, model_commands, rl_commands  # noqa: F401  (they register the commands)
 from agents.cli.registry import COMMANDS, build_parser, plugin_paths
 
 
