@@ -14,7 +14,7 @@ at ε ≤ 0.5 / V: no continuation runs there, its H and D are bounded by 1 − 
 estimate V_{t+1}(1 − π(y_t))), and V_t carries back from V_{t+1} (the outcome R after the last
 token, known exactly). Where an interval straddles the threshold, more continuations run, up to
 ``max_samples`` per arm. Positions after the episode first leaves the target are covered too
-(rescues happen there), each with inclusion probability ``after_deviation`` (1 by default), the
+(rescues happen there), each with inclusion probability ``after_deviation`` (0.25 by default), the
 weight 1 / that probability in :mod:`agents.evaluation.selector_metrics`.
 
 Every problem runs on its own generators seeded from (seed, problem index): a table is
@@ -42,7 +42,7 @@ from arith_gym.task import ProblemKey, task_problems
 class CriticalityConfig:
     """How the ground truth is sampled (the defaults are the ones ``docs/criticality.md`` reports)."""
 
-    problems: int = 16
+    problems: int = 8
     """Problems per seed, drawn from the held-out problems of ``split``."""
     group_size: int = 4
     """Episodes sampled per problem (group selectors compare the episodes of one problem)."""
@@ -50,15 +50,17 @@ class CriticalityConfig:
     temperature: float = 1.0
     epsilon: float = 1e-3
     """π(a) from which an arm is plausible for H (the label's tier)."""
-    arm_floor: float = 1e-4
-    """π(a) from which an arm gets continuations (<= ``epsilon``: coarser tiers reuse them)."""
+    arm_floor: float = 1e-3
+    """π(a) from which an arm gets continuations (<= ``epsilon``: coarser tiers reuse them; 1e-4
+    costs about twice as much on the N = 3 reference)."""
     samples: int = 8
     """Continuations per arm, first round."""
     max_samples: int = 32
     """Continuations per arm at most, where H's interval straddles ``threshold``."""
     threshold: float = 0.5
-    after_deviation: float = 1.0
-    """Inclusion probability of a position after the episode first leaves the target."""
+    after_deviation: float = 0.25
+    """Inclusion probability of a position after the episode first leaves the target (most of
+    the cost is there: a lost episode's model is unsure at every step)."""
     draws: int = 400
     """Posterior draws per state for the intervals."""
     batch_size: int = 256
