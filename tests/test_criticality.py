@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from agents.cli import main
-from agents.evaluation.criticality import CriticalityConfig, CriticalityTable, concat, ground_truth
+from agents.evaluation.criticality import ground_truth
+from agents.evaluation.criticality_table import CriticalityConfig, CriticalityTable, concat, relabel
 from agents.evaluation.planted import PlantedModel
 from agents.evaluation.selector_metrics import average_precision, ranked_recall
 from agents.lm.model import load_reference
@@ -90,6 +91,23 @@ def test_ground_truth_is_deterministic_for_a_seed_and_resumes_to_the_same_table(
     assert set(np.unique(first.reward)) <= {0.0, 1.0}
 
 
+def test_relabel_at_a_coarser_epsilon_reuses_the_arms_and_keeps_v_and_d():
+    sites = {40: 0.5, 90: 0.995}  # the second site's pad (0.005) is plausible at 1e-3, not at 1e-2
+    model, table = planted_truth(sites, episodes=8)
+    coarse = relabel(table, epsilon=1e-2, threshold=0.5)
+    np.testing.assert_array_equal(coarse.value, table.value)
+    np.testing.assert_array_equal(coarse.jump, table.jump)
+    on_target = ~table.deviated & (table.position == 90) & (table.token != PAD_ID)
+    assert on_target.any()
+    # At 1e-3 the max over {right, pad} is the right token: H = 0.005; at 1e-2 the pad is no arm of
+    # H, the played right token alone: H = Q(right) - V, the same number here.
+    np.testing.assert_allclose(coarse.headroom[on_target], table.headroom[on_target])
+    # A state where the pad was played: at 1e-2 only the played (fatal) pad is plausible: H <= 0.
+    pad_rows = ~table.deviated & (table.position == 90) & (table.token == PAD_ID)
+    assert (coarse.headroom[pad_rows] <= 0).all()
+    assert relabel(table, 1e-3, 0.9).threshold == 0.9
+
+
 def test_average_precision_and_ranked_recall_against_hand_computed_numbers():
     scores = np.array([0.9, 0.8, 0.8, 0.3, 0.1])
     labels = np.array([True, False, True, False, True])
@@ -142,6 +160,10 @@ def test_criticality_command_scores_every_selector_and_resumes(micro_reference_d
     assert "value_jump (needs values)" in summary
     stamps = sorted(p.stat().st_mtime_ns for p in out.glob("seed*/problem*.npz"))
     assert main(argv) == 0  # resumed: nothing recomputed
+    assert sorted(p.stat().st_mtime_ns for p in out.glob("seed*/problem*.npz")) == stamps
+    # Another epsilon re-reads the same ground truth (no sampling), reported elsewhere.
+    assert main([*argv, "--epsilon", "0.5", "--report", str(tmp_path / "coarse")]) == 0
+    assert (tmp_path / "coarse" / "summary.md").is_file()
     assert sorted(p.stat().st_mtime_ns for p in out.glob("seed*/problem*.npz")) == stamps
     assert main([*argv[:-2], "--resamples", "20", "--samples", "1"]) == 2  # other settings, same --out
     assert "other settings" in capsys.readouterr().err

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from agents.cli.registry import add_device, command, number_list
+from agents.cli.registry import add_device, comma_list, command, number_list
 
 
 def _criticality_arguments(parser: argparse.ArgumentParser) -> None:
-    from agents.evaluation.criticality import CriticalityConfig
+    from agents.evaluation.criticality_table import CriticalityConfig
 
     default = CriticalityConfig()
     parser.add_argument("model_dir", help="a reference or an RL checkpoint (a model directory)")
@@ -19,6 +20,10 @@ def _criticality_arguments(parser: argparse.ArgumentParser) -> None:
         "--selectors", help="comma-separated selectors to score (default: every scorable one)"
     )
     parser.add_argument("--resamples", type=int, default=500, help="bootstrap resamples over problems")
+    parser.add_argument(
+        "--report",
+        help="folder of the metrics and summary (default: --out), e.g. to re-read --out at another --epsilon",
+    )
     tuned = (
         ("problems", int, "problems per seed"),
         ("group_size", int, "episodes per problem"),
@@ -42,21 +47,21 @@ def _criticality_arguments(parser: argparse.ArgumentParser) -> None:
     "criticality", "ground truth of critical tokens; every selector scored against it", _criticality_arguments
 )
 def _criticality(args: argparse.Namespace) -> int:
-    from agents.cli.registry import comma_list
-    from agents.evaluation.criticality import CriticalityConfig
+    from agents.evaluation.criticality_table import CriticalityConfig
     from agents.experiments.criticality import CriticalityRun, run_criticality
 
     settings = {name: getattr(args, name, None) for name in CriticalityConfig.__dataclass_fields__}
     run = CriticalityRun(
-        args.model_dir,
-        args.out,
-        tuple(number_list(args.seeds, "--seeds", minimum=0)),
-        CriticalityConfig(**{k: v for k, v in settings.items() if v is not None}),
-        args.reference,
-        tuple(comma_list(args.selectors)) if args.selectors else None,
-        args.resamples,
-        args.device,
+        model_dir=args.model_dir,
+        out=args.out,
+        seeds=tuple(number_list(args.seeds, "--seeds", minimum=0)),
+        config=CriticalityConfig(**{k: v for k, v in settings.items() if v is not None}),
+        reference_dir=args.reference,
+        selectors=tuple(comma_list(args.selectors)) if args.selectors else None,
+        resamples=args.resamples,
+        report=args.report,
+        device=args.device,
     )
     run_criticality(run)
-    print((__import__("pathlib").Path(args.out) / "summary.md").read_text())
+    print((Path(args.report or args.out) / "summary.md").read_text())
     return 0

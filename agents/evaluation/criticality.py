@@ -24,153 +24,18 @@ deterministic for a seed, and a run interrupted between problems resumes to the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel
 
 from agents.evaluation.continuations import Continuer
+from agents.evaluation.criticality_table import ARM_COLUMNS, CriticalityConfig, CriticalityTable, concat
 from agents.evaluation.headroom import estimate_state, straddles
 from agents.lm.decoding import choose_tokens
 from arith_gym.codec import Codec
 from arith_gym.task import ProblemKey, task_problems
-
-
-@dataclass(frozen=True)
-class CriticalityConfig:
-    """How the ground truth is sampled (the defaults are the ones ``docs/criticality.md`` reports)."""
-
-    problems: int = 8
-    """Problems per seed, drawn from the held-out problems of ``split``."""
-    group_size: int = 4
-    """Episodes sampled per problem (group selectors compare the episodes of one problem)."""
-    split: str = "plus1"
-    temperature: float = 1.0
-    epsilon: float = 1e-3
-    """π(a) from which an arm is plausible for H (the label's tier)."""
-    arm_floor: float = 1e-3
-    """π(a) from which an arm gets continuations (<= ``epsilon``: coarser tiers reuse them; 1e-4
-    costs about twice as much on the N = 3 reference)."""
-    samples: int = 8
-    """Continuations per arm, first round."""
-    max_samples: int = 32
-    """Continuations per arm at most, where H's interval straddles ``threshold``."""
-    threshold: float = 0.5
-    after_deviation: float = 0.25
-    """Inclusion probability of a position after the episode first leaves the target (most of
-    the cost is there: a lost episode's model is unsure at every step)."""
-    draws: int = 400
-    """Posterior draws per state for the intervals."""
-    batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        checks = {
-            "problems": self.problems >= 1,
-            "group_size": self.group_size >= 1,
-            "temperature": self.temperature > 0,
-            "epsilon": 0 < self.arm_floor <= self.epsilon < 1,
-            "samples": 1 <= self.samples <= self.max_samples,
-            "threshold": 0 < self.threshold <= 1,
-            "after_deviation": 0 < self.after_deviation <= 1,
-            "draws": self.draws >= 100,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"CriticalityConfig: invalid {bad[0]} ({asdict(self)})")
-
-
-ARM_COLUMNS = ("arm_token_row", "arm_token", "arm_prob", "arm_successes", "arm_trials")
-
-
-@dataclass(frozen=True)
-class CriticalityTable:
-    """Per generated token of every sampled episode (concatenated), and per explored arm.
-
-    Ground truth: ``value``, ``headroom``, ``jump`` and their 95 % intervals (``*_low``/``*_high``),
-    ``critical`` (headroom >= threshold at ``epsilon``), ``evaluated`` (continuations ran),
-    ``inclusion`` (its probability). What selectors read: the policy's ``logp`` of the played
-    token, ``entropy`` and ``top_prob`` at the sampling temperature; the reference's ``ref_logp`` and
-    full ``ref_logits``; ``attention`` (mean attention later tokens pay to it); the env's
-    ``structural`` labels; the episode's ``reward``; ``group`` (a problem of one seed).
-    """
-
-    seed: np.ndarray
-    group: np.ndarray
-    episode: np.ndarray
-    position: np.ndarray
-    token: np.ndarray
-    reward: np.ndarray
-    deviated: np.ndarray
-    structural: np.ndarray
-    logp: np.ndarray
-    entropy: np.ndarray
-    top_prob: np.ndarray
-    ref_logp: np.ndarray
-    ref_logits: np.ndarray
-    attention: np.ndarray
-    arms: np.ndarray
-    evaluated: np.ndarray
-    inclusion: np.ndarray
-    value: np.ndarray
-    value_low: np.ndarray
-    value_high: np.ndarray
-    headroom: np.ndarray
-    headroom_low: np.ndarray
-    headroom_high: np.ndarray
-    jump: np.ndarray
-    jump_low: np.ndarray
-    jump_high: np.ndarray
-    arm_token_row: np.ndarray
-    arm_token: np.ndarray
-    arm_prob: np.ndarray
-    arm_successes: np.ndarray
-    arm_trials: np.ndarray
-    threshold: float = 0.5
-
-    def __len__(self) -> int:
-        return len(self.token)
-
-    @property
-    def critical(self) -> np.ndarray:
-        """The ground-truth labels: headroom at least the threshold."""
-        return np.nan_to_num(self.headroom, nan=-1.0) >= self.threshold
-
-    @property
-    def known(self) -> np.ndarray:
-        """Tokens whose headroom is known (all but positions left out by ``after_deviation``)."""
-        return ~np.isnan(self.headroom)
-
-    def save(self, path: str | Path) -> None:
-        """Write the table as a compressed ``.npz`` (plain arrays, no pickles)."""
-        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "threshold"}
-        np.savez_compressed(path, threshold=np.float64(self.threshold), **arrays)
-
-    @classmethod
-    def load(cls, path: str | Path) -> CriticalityTable:
-        """A table written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        return cls(**{**arrays, "threshold": float(arrays["threshold"])})
-
-
-def concat(tables: Sequence[CriticalityTable]) -> CriticalityTable:
-    """Tables of disjoint problems as one (arm rows re-pointed at the joined token rows)."""
-    if not tables:
-        raise ValueError("concat needs at least one table")
-    joined, offset = {}, 0
-    parts: dict[str, list[np.ndarray]] = {
-        f.name: [] for f in fields(CriticalityTable) if f.name != "threshold"
-    }
-    for table in tables:
-        for name, column in parts.items():
-            value = getattr(table, name)
-            column.append(value + offset if name == "arm_token_row" else value)
-        offset += len(table)
-    for name, column in parts.items():
-        joined[name] = np.concatenate(column)
-    return CriticalityTable(**joined, threshold=tables[0].threshold)
 
 
 @torch.no_grad()
@@ -179,7 +44,7 @@ def ground_truth(
     codec: Codec,
     task: str,
     comfort_digits: int,
-    config: CriticalityConfig = CriticalityConfig(),
+    config: CriticalityConfig | None = None,
     seed: int = 0,
     reference: PreTrainedModel | None = None,
     done: Sequence[CriticalityTable] = (),
@@ -199,6 +64,7 @@ def ground_truth(
         problems: the problems to play (default: ``config.problems`` held-out ones drawn with ``seed``).
     """
     reference = model if reference is None else reference
+    config = CriticalityConfig() if config is None else config
     if problems is None:
         problems = task_problems(
             task, config.split, comfort_digits, config.problems, seed, problem_set="heldout"

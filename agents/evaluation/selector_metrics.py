@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import spearmanr
 
-from agents.evaluation.criticality import CriticalityTable
+from agents.evaluation.criticality_table import CriticalityTable
 
 SURE = 0.9
 """A critical token is *sure* when the policy's top token there has at least this probability

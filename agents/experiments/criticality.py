@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.evaluation.criticality import CriticalityConfig, CriticalityTable, concat, ground_truth
+from agents.evaluation.criticality import ground_truth
+from agents.evaluation.criticality_table import CriticalityConfig, CriticalityTable, concat, relabel
 from agents.evaluation.selector_metrics import benchmark_metrics, ground_truth_summary
 from agents.lm.episodes import model_codec
 from agents.lm.model import load_codec, load_reference
@@ -42,6 +43,9 @@ class CriticalityRun:
     is an RL checkpoint (``reference.txt`` beside it), else the model itself)."""
     selectors: tuple[str, ...] | None = None
     resamples: int = 500
+    report: str | None = None
+    """Where ``metrics.csv``, ``summary.md`` and ``settings.json`` go (None: ``out``); e.g. the
+    same ground truth re-read at another ε or threshold."""
     preset: str = "cpu"
     """The RL settings the KL-weighting selectors use (certainty temperature, β): the comparisons'."""
     device: str = "cpu"
@@ -120,19 +124,33 @@ def run_criticality(run: CriticalityRun, progress: bool = True) -> dict:
         "selector_notes": context.notes,
         "not_scored": skipped,
     }
-    _write(out, table, metrics, summary, run.resamples)
+    report = Path(run.report or out)
+    report.mkdir(parents=True, exist_ok=True)
+    _write(report, table, metrics, summary, run.resamples)
     return summary
 
 
+LABEL_SETTINGS = ("epsilon", "threshold")
+"""Settings that only label the sampled counts: a saved ground truth is re-read at new values."""
+
+
 def _saved_problems(folder: Path, config: CriticalityConfig) -> list[CriticalityTable]:
-    """The problems of an interrupted run, if it ran with the same settings."""
-    settings = folder / "config.json"
-    wanted = json.dumps(asdict(config), sort_keys=True)
-    if settings.is_file() and settings.read_text() != wanted:
-        raise ValueError(f"{folder} holds a ground truth made with other settings; use another --out")
-    settings.write_text(wanted)
-    saved = sorted(folder.glob("problem*.npz"))[: config.problems]
-    return [CriticalityTable.load(path) for path in saved]
+    """The problems of an earlier or interrupted run with the same sampling settings, relabelled
+    if it labelled them at another ε or threshold (the arms at a coarser ε all ran)."""
+    path = folder / "config.json"
+    if not path.is_file():
+        path.write_text(json.dumps(asdict(config), sort_keys=True))
+    saved = json.loads(path.read_text())
+    wanted = asdict(config)
+    differ = sorted(k for k in wanted if k not in LABEL_SETTINGS and saved.get(k) != wanted[k])
+    if differ:
+        raise ValueError(
+            f"{folder} holds a ground truth made with other settings ({', '.join(differ)}); use another --out"
+        )
+    tables = [CriticalityTable.load(p) for p in sorted(folder.glob("problem*.npz"))[: config.problems]]
+    if any(saved[k] != wanted[k] for k in LABEL_SETTINGS):
+        tables = [relabel(table, config.epsilon, config.threshold, config.draws) for table in tables]
+    return tables
 
 
 def _select(table: CriticalityTable, context: SelectorContext, names) -> tuple[dict, dict[str, str]]:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from agents.evaluation.criticality import CriticalityTable
+from agents.evaluation.criticality_table import CriticalityTable
 from agents.kl import certainty
 from agents.registry import Registry
 from agents.rl.config import RLConfig
