@@ -13,6 +13,8 @@ import pytest
 import torch
 from conftest import tiny_llama
 
+from agents.cli import main
+from agents.evaluation.criticality_table import CriticalityTable
 from agents.evaluation.heldout import heldout_eval_set
 from agents.evaluation.passk import correct_counts
 from agents.lm.decoding import GREEDY
@@ -181,3 +183,40 @@ def test_the_shipped_bpe_reference_loads_with_its_tokenizer_and_solves_its_comfo
     problems = heldout_eval_set(3, "plus1", 16, 16).head("comfort")
     solved, _ = play_episodes(model, problems, 3, "comfort", GREEDY, tokenizer=codec)
     assert solved.all()  # its card: 100.0 % greedy comfort on 1000
+
+
+def test_the_criticality_benchmark_runs_on_a_model_with_its_own_tokenizer(llama_reference, tmp_path, capsys):
+    out = tmp_path / "crit"
+    argv = [
+        "criticality",
+        str(llama_reference),
+        "--out",
+        str(out),
+        "--seeds",
+        "0",
+        "--problems",
+        "1",
+        "--group-size",
+        "2",
+        "--samples",
+        "2",
+        "--max-samples",
+        "2",
+        "--epsilon",
+        "0.3",
+        "--arm-floor",
+        "0.3",
+        "--after-deviation",
+        "0.1",
+        "--resamples",
+        "10",
+        "--selectors",
+        "critical,entropy_topk,random",
+    ]
+    assert main(argv) == 0
+    assert "| entropy_topk |" in (out / "summary.md").read_text()
+    table = CriticalityTable.load(next(out.glob("seed0/problem*.npz")))
+    assert table.ref_logits.shape[1] == 320  # the model's own vocabulary
+    # analyze reads character positions: it refuses such a model in one line, naming the way out.
+    assert main(["analyze", str(llama_reference), "--episodes", "2"]) == 2
+    assert "arith-rl criticality" in capsys.readouterr().err

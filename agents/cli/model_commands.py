@@ -286,6 +286,11 @@ def _analyze(args: argparse.Namespace) -> int:
     from agents.lm.model import load_reference
 
     model, task = load_reference(args.model_dir)
+    if task.tokenizer != "characters":
+        raise ValueError(
+            f"{args.model_dir} has its own tokenizer; analyze reads character positions: run "
+            "`arith-rl criticality` (any tokenizer: ground truth, the certainty gap, every selector)"
+        )
     model.to(args.device)
     temperature = args.temperature if args.temperature is not None else task.temperature
     shared = dict(

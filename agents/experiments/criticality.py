@@ -17,14 +17,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from agents.evaluation.criticality import ground_truth
 from agents.evaluation.criticality_table import CriticalityConfig, CriticalityTable, concat, relabel
 from agents.evaluation.selector_metrics import benchmark_metrics, ground_truth_summary
+from agents.kl import certainty
 from agents.lm.episodes import model_codec
 from agents.lm.model import load_codec, load_reference
-from agents.rl.config import PRESETS
+from agents.rl.config import PRESETS, RLConfig
 from agents.rl.selectors import SelectorContext, all_selectors, weighting_methods
 from agents.rl.weighting import TrainingProblems
 from arith_gym.codec import CharacterCodec
@@ -120,6 +122,7 @@ def run_criticality(run: CriticalityRun, progress: bool = True) -> dict:
         "seeds": list(run.seeds),
         "config": asdict(config),
         "ground_truth": ground_truth_summary(table),
+        "certainty_gap": certainty_gap(table, settings),
         "ground_truth_seconds_this_call": round(ground_seconds, 1),
         "selector_notes": context.notes,
         "not_scored": skipped,
@@ -128,6 +131,21 @@ def run_criticality(run: CriticalityRun, progress: bool = True) -> dict:
     report.mkdir(parents=True, exist_ok=True)
     _write(report, table, metrics, summary, run.resamples)
     return summary
+
+
+def certainty_gap(table: CriticalityTable, settings: RLConfig) -> dict[str, float]:
+    """The reference's mean certainty J (the settings' temperature and kind) at the env's
+    structural critical tokens and at the other tokens, both while the episode is on the target."""
+    logits = torch.as_tensor(table.ref_logits.astype(np.float32))
+    j = certainty(logits, settings.certainty_temperature, settings.certainty_kind).numpy()
+    on_target = ~table.deviated
+    structural = on_target & table.structural
+    return {
+        "structural": float(j[structural].mean()) if structural.any() else float("nan"),
+        "other": float(j[on_target & ~table.structural].mean()),
+        "structural_tokens": float(structural.sum()),
+        "temperature": settings.certainty_temperature,
+    }
 
 
 LABEL_SETTINGS = ("epsilon", "threshold")
@@ -180,7 +198,7 @@ def _write(out: Path, table: CriticalityTable, metrics, summary: dict, resamples
 
 def format_summary(summary: dict, metrics, resamples: int) -> str:
     """The benchmark as Markdown: the ground truth in one paragraph, then one row per selector."""
-    truth = summary["ground_truth"]
+    truth, gap = summary["ground_truth"], summary["certainty_gap"]
     lines = [
         f"**{summary['model_dir']}** ({summary['task']}, N = {summary['comfort_digits']}), seeds"
         f" {summary['seeds']}: {truth['episodes']:.0f} episodes of {truth['problems']:.0f} problems,"
@@ -189,6 +207,9 @@ def format_summary(summary: dict, metrics, resamples: int) -> str:
         f" ({truth['critical_share']:.2%} of the weighted tokens), {truth['after_deviation_share']:.0%}"
         f" of them after the episode left the target, {truth['sure_headroom_share']:.0%} of their"
         f" headroom at sure tokens (top π >= 0.9).",
+        f"Certainty gap: the reference's mean J (T = {gap['temperature']:g}) is {gap['structural']:.3f}"
+        f" at the {gap['structural_tokens']:.0f} structural critical tokens on the target,"
+        f" {gap['other']:.3f} at the other tokens on it.",
         "",
         f"Intervals: 95 % bootstrap over problems ({resamples} resamples, paired across selectors).",
         "",
