@@ -16,9 +16,9 @@ import argparse
 
 import numpy as np
 
+from agents.evaluation.accuracy import wilson_interval
 from agents.evaluation.criticality import CriticalityConfig, ground_truth
 from agents.evaluation.planted import PlantedModel
-from agents.evaluation.stats import wilson_interval
 from arith_gym.codec import CharacterCodec
 from arith_gym.task import get_task
 from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE, encode

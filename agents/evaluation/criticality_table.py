@@ -1,7 +1,8 @@
 """The ground truth's settings and its table: one row per generated token, one per explored arm.
 
-:mod:`agents.evaluation.criticality` fills it; :func:`relabel` re-reads a table at a coarser
-plausibility tier ε (a subset of the arms that ran) or another threshold without new sampling.
+:mod:`agents.evaluation.criticality` fills it; :func:`relabel` re-estimates a saved table from
+its counts, at a coarser plausibility tier ε (a subset of the arms that ran) or another
+threshold, without new sampling.
 """
 
 from __future__ import annotations
@@ -156,14 +157,14 @@ def concat(tables: Sequence[CriticalityTable]) -> CriticalityTable:
 
 
 def relabel(table: CriticalityTable, epsilon: float, threshold: float, draws: int = 400) -> CriticalityTable:
-    """``table``'s headroom at plausibility tier ``epsilon`` and critical ``threshold``.
+    """``table`` re-estimated from its saved counts at plausibility tier ``epsilon`` and critical
+    ``threshold`` (no new continuation; a saved table then also gets the current intervals).
 
     The arms of π(a) >= ``epsilon`` must all have run (``epsilon`` at least the run's arm floor,
-    which the caller checks): H's max then ranges over fewer of them, while V and D, which weigh
-    every arm, are unchanged.
+    which the caller checks): H's max then ranges over those, while V and D weigh every arm.
     """
-    names = ("headroom", "headroom_low", "headroom_high")
-    headroom = {name: getattr(table, name).copy() for name in names}
+    names = [f"{n}{s}" for n in ("value", "headroom", "jump") for s in ("", "_low", "_high")]
+    columns = {name: getattr(table, name).copy() for name in names}
     rows = table.arm_token_row
     for row in np.unique(rows):
         arms = rows == row
@@ -179,6 +180,6 @@ def relabel(table: CriticalityTable, epsilon: float, threshold: float, draws: in
             np.random.default_rng(int(row)),
             draws,
         )
-        for name in headroom:
-            headroom[name][row] = getattr(estimate, name)
-    return replace(table, threshold=threshold, **headroom)
+        for name in names:
+            columns[name][row] = getattr(estimate, name)
+    return replace(table, threshold=threshold, **columns)

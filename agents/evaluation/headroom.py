@@ -10,9 +10,10 @@ continuations after a give s_a successes, an estimate of Q(a) = P(success | y_<t
 
 Intervals: each Q(a) is drawn from its Jeffreys posterior Beta(s + ½, K − s + ½) (well defined at
 0/K and K/K, close to nominal coverage for a binomial), independently per arm, and the 2.5 and
-97.5 percentiles of H, D and V over the draws are taken, widened to hold the point estimate (at
-0/K or K/K the draws never reach the boundary the counts sit on, where the truth may be: a
-continuation that cannot fail). The planted check
+97.5 percentiles of H, D and V over the draws are taken. An arm at 0/K or K/K may sit exactly on
+its boundary (a fatal token; a continuation that cannot fail), where the draws never go: the
+interval is widened to hold the same percentiles of draws with those arms pinned there, and the
+point estimate. The planted check
 (``tests/test_criticality.py``) measures their coverage where H is known exactly.
 """
 
@@ -67,12 +68,17 @@ def estimate_state(
     headroom = float(q[plausible].max() - value)
     jump = float(q[played] - value)
     drawn = rng.beta(successes + 0.5, trials - successes + 0.5, size=(draws, len(probs)))
-    drawn_value = drawn @ probs
-    drawn_headroom = drawn[:, plausible].max(axis=1) - drawn_value
-    drawn_jump = drawn[:, played] - drawn_value
+    # An arm at 0/K or K/K may sit exactly on its boundary (a fatal token, a continuation that
+    # cannot fail), where the posterior draws never go: the interval also holds the draws with
+    # those arms pinned there (without it, 91 % coverage in the planted check at p = 0.98).
+    pinned = drawn.copy()
+    pinned[:, successes == 0] = 0.0
+    pinned[:, successes == trials] = 1.0
     tail = 100 * (1 - COVERAGE) / 2
-    bounds = np.percentile(np.stack([drawn_value, drawn_headroom, drawn_jump]), [tail, 100 - tail], axis=1)
-    (value_low, headroom_low, jump_low), (value_high, headroom_high, jump_high) = bounds
+    free = np.percentile(_summaries(drawn, probs, plausible, played), [tail, 100 - tail], axis=1)
+    fixed = np.percentile(_summaries(pinned, probs, plausible, played), [tail, 100 - tail], axis=1)
+    low, high = np.minimum(free[0], fixed[0]), np.maximum(free[1], fixed[1])
+    (value_low, headroom_low, jump_low), (value_high, headroom_high, jump_high) = low, high
     # The arms left out can only add to V (up to their mass), so only lower H and D.
     return StateEstimate(
         value,
@@ -85,6 +91,12 @@ def estimate_state(
         min(float(jump_low), jump) - rest,
         max(float(jump_high), jump),
     )
+
+
+def _summaries(drawn: np.ndarray, probs: np.ndarray, plausible: np.ndarray, played: int) -> np.ndarray:
+    """V, H and D ``[3, draws]`` for draws of every arm's Q ``[draws, arms]``."""
+    value = drawn @ probs
+    return np.stack([value, drawn[:, plausible].max(axis=1) - value, drawn[:, played] - value])
 
 
 def straddles(estimate: StateEstimate, threshold: float) -> bool:

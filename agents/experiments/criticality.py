@@ -153,8 +153,8 @@ LABEL_SETTINGS = ("epsilon", "threshold")
 
 
 def _saved_problems(folder: Path, config: CriticalityConfig) -> list[CriticalityTable]:
-    """The problems of an earlier or interrupted run with the same sampling settings, relabelled
-    if it labelled them at another ε or threshold (the arms at a coarser ε all ran)."""
+    """The problems of an earlier or interrupted run with the same sampling settings (its ε and
+    threshold may differ: the arms at a coarser ε all ran)."""
     path = folder / "config.json"
     if not path.is_file():
         path.write_text(json.dumps(asdict(config), sort_keys=True))
@@ -166,9 +166,8 @@ def _saved_problems(folder: Path, config: CriticalityConfig) -> list[Criticality
             f"{folder} holds a ground truth made with other settings ({', '.join(differ)}); use another --out"
         )
     tables = [CriticalityTable.load(p) for p in sorted(folder.glob("problem*.npz"))[: config.problems]]
-    if any(saved[k] != wanted[k] for k in LABEL_SETTINGS):
-        tables = [relabel(table, config.epsilon, config.threshold, config.draws) for table in tables]
-    return tables
+    # Re-estimated from the saved counts: at this ε and threshold, with this version's intervals.
+    return [relabel(table, config.epsilon, config.threshold, config.draws) for table in tables]
 
 
 def _select(table: CriticalityTable, context: SelectorContext, names) -> tuple[dict, dict[str, str]]:
