@@ -6,7 +6,8 @@ token by 1 / its inclusion probability (:class:`~agents.evaluation.criticality.C
 ``after_deviation``), so left-out positions after a deviation are represented; tokens whose
 headroom is unknown are left out. Ties in a score are broken in expectation (a tied block counts
 pro rata), so a constant score scores as random. Intervals: a bootstrap over problems (a table's
-``group``), the same resamples for every selector, so differences between selectors are paired.
+``group``; a resample weighs each token by how often its problem was drawn), the same resamples
+for every selector, so differences between selectors are paired; Spearman's ρ gets its point only.
 """
 
 from __future__ import annotations
@@ -42,58 +43,79 @@ METRICS = (
 
 def ranked_recall(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, share: float) -> float:
     """Recall of the top ``share`` of (weighted) tokens by score, ties counted pro rata."""
-    total = weights[labels].sum()
-    if total == 0:
-        return float("nan")
-    levels, inverse = np.unique(-scores, return_inverse=True)
-    level_weight = np.bincount(inverse, weights)
-    level_positive = np.bincount(inverse, weights * labels)
-    budget = share * weights.sum()
-    before = np.concatenate([[0.0], np.cumsum(level_weight)[:-1]])
-    taken = np.clip((budget - before) / np.maximum(level_weight, 1e-300), 0.0, 1.0)
-    return float((taken * level_positive).sum() / total)
+    return float(_ranked(scores, labels, np.asarray(weights, dtype=np.float64)[None], (share,))[1][0, 0])
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
     """Area under the precision-recall curve (weighted average precision; a tied block is one step)."""
-    total = weights[labels].sum()
-    if total == 0:
-        return float("nan")
-    _, inverse = np.unique(-scores, return_inverse=True)
-    positive = np.cumsum(np.bincount(inverse, weights * labels))
-    everything = np.cumsum(np.bincount(inverse, weights))
-    gained = np.diff(np.concatenate([[0.0], positive]))
-    return float((gained / total * positive / everything).sum())
+    return float(_ranked(scores, labels, np.asarray(weights, dtype=np.float64)[None], ())[0][0])
 
 
-def selector_metrics(
-    table: CriticalityTable, scores: np.ndarray, picks: np.ndarray, rows: np.ndarray | None = None
-) -> dict[str, float]:
-    """The :data:`METRICS` of one selector on ``table`` (restricted to ``rows``, with repeats)."""
-    known = np.flatnonzero(table.known) if rows is None else rows[table.known[rows]]
-    weights = 1.0 / table.inclusion[known]
+def _ranked(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, shares: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average precision ``[R]`` and recall at each top share ``[R, len(shares)]`` for R weightings
+    ``[R, n]`` of the same tokens: one sort, then cumulative sums per weighting."""
+    levels = np.unique(-scores, return_inverse=True)[1]
+    order = np.argsort(levels, kind="stable")
+    ends = np.append(np.flatnonzero(np.diff(levels[order])), len(order) - 1)  # each tied block's last
+    ordered = weights[:, order]
+    seen = ordered.cumsum(axis=1)[:, ends]  # weight up to and with each block  [R, blocks]
+    found = (ordered * labels[order]).cumsum(axis=1)[:, ends]
+    total, everything = found[:, -1:], seen[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gained = np.diff(found, axis=1, prepend=0.0)
+        precision = np.where(seen > 0, found / np.where(seen > 0, seen, 1.0), 0.0)
+        ap = (gained * precision).sum(axis=1) / total[:, 0]
+        block = np.diff(seen, axis=1, prepend=0.0)
+        recalls = []
+        for share in shares:  # a tied block straddling the budget counts pro rata
+            taken = np.clip((share * everything - (seen - block)) / np.where(block > 0, block, 1.0), 0.0, 1.0)
+            recalls.append((taken * gained).sum(axis=1) / total[:, 0])
+    ap[total[:, 0] == 0] = np.nan
+    return ap, np.stack(recalls, axis=1) if recalls else np.zeros((len(weights), 0))
+
+
+def _metric_rows(
+    table: CriticalityTable, scores: np.ndarray, picks: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """The :data:`METRICS` ``[R, metrics]`` of one selector for R weightings ``[R, known tokens]``
+    (Spearman's ρ left NaN)."""
+    known = table.known
     labels, headroom = table.critical[known], np.clip(table.headroom[known], 0.0, None)
-    score, picked = scores[known], picks[known]
-    sure = table.top_prob[known] >= SURE
+    picked, sure = picks[known], table.top_prob[known] >= SURE
+    lost = table.value[known] < LOST
 
-    def share(mask: np.ndarray, of: np.ndarray) -> float:
-        total = (weights * of).sum()
-        return float((weights * of * mask).sum() / total) if total > 0 else float("nan")
+    def share(mask: np.ndarray, of: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (weights @ (of * mask)) / (weights @ of)
 
-    constant = len(score) < 2 or np.ptp(score) == 0 or np.ptp(headroom) == 0
-    return {
-        "budget": share(picked, np.ones_like(picked)),
-        "precision": share(labels, picked),
-        "recall": share(picked, labels),
+    ap, recalls = _ranked(scores[known], labels, weights, (0.01, 0.05))
+    columns = {
+        "budget": share(picked, np.ones(len(picked))),
+        "precision": share(labels, picked.astype(float)),
+        "recall": share(picked, labels.astype(float)),
         "headroom_share": share(picked, headroom),
-        "recall_at_1": ranked_recall(score, labels, weights, 0.01),
-        "recall_at_5": ranked_recall(score, labels, weights, 0.05),
-        "auprc": average_precision(score, labels, weights),
-        "spearman": float("nan") if constant else float(spearmanr(score, headroom).statistic),
-        "recall_fork": share(picked, labels & ~sure),
-        "recall_sure": share(picked, labels & sure),
-        "lost_picks": share(table.value[known] < LOST, picked),
+        "recall_at_1": recalls[:, 0],
+        "recall_at_5": recalls[:, 1],
+        "auprc": ap,
+        "spearman": np.full(len(weights), np.nan),
+        "recall_fork": share(picked, (labels & ~sure).astype(float)),
+        "recall_sure": share(picked, (labels & sure).astype(float)),
+        "lost_picks": share(lost, picked.astype(float)),
     }
+    return np.stack([columns[m] for m in METRICS], axis=1)
+
+
+def selector_metrics(table: CriticalityTable, scores: np.ndarray, picks: np.ndarray) -> dict[str, float]:
+    """The :data:`METRICS` of one selector on ``table`` (tokens of unknown headroom left out)."""
+    known = table.known
+    row = _metric_rows(table, scores, picks, (1.0 / table.inclusion[known])[None])[0]
+    out = dict(zip(METRICS, map(float, row), strict=True))
+    score, headroom = scores[known], table.headroom[known]
+    if len(score) > 1 and np.ptp(score) > 0 and np.ptp(headroom) > 0:
+        out["spearman"] = float(spearmanr(score, headroom).statistic)
+    return out
 
 
 @dataclass(frozen=True)
@@ -105,15 +127,16 @@ class MetricEstimate:
     high: float
 
 
-def bootstrap_rows(table: CriticalityTable, resamples: int, seed: int) -> list[np.ndarray]:
-    """``resamples`` resamplings of the table's problems (with replacement), as row indices."""
-    groups = np.unique(table.group)
-    members = [np.flatnonzero(table.group == g) for g in groups]
+def bootstrap_multiplicities(table: CriticalityTable, resamples: int, seed: int) -> np.ndarray:
+    """``[resamples, tokens]``: how many times each token's problem is drawn in each resampling of
+    the table's problems with replacement (the same as concatenating the drawn problems' rows)."""
+    _, group_of_row = np.unique(table.group, return_inverse=True)
+    groups = group_of_row.max() + 1
     rng = np.random.default_rng(seed)
-    return [
-        np.concatenate([members[i] for i in rng.integers(0, len(groups), len(groups))])
-        for _ in range(resamples)
-    ]
+    counts = np.stack(
+        [np.bincount(rng.integers(0, groups, groups), minlength=groups) for _ in range(resamples)]
+    )
+    return counts[:, group_of_row].astype(np.float64)
 
 
 def benchmark_metrics(
@@ -123,19 +146,21 @@ def benchmark_metrics(
     seed: int = 0,
     coverage: float = 0.95,
 ) -> dict[str, dict[str, MetricEstimate]]:
-    """Selector name -> metric -> estimate with a paired bootstrap interval over problems.
+    """Selector name -> metric -> estimate with a paired bootstrap interval over problems
+    (Spearman's ρ: the point only).
 
     ``selections``: selector name -> (scores, picks) on ``table``.
     """
-    rows = bootstrap_rows(table, resamples, seed)
+    weights = bootstrap_multiplicities(table, resamples, seed)[:, table.known] / table.inclusion[table.known]
     tail = 100 * (1 - coverage) / 2
     out = {}
     for name, (scores, picks) in selections.items():
         point = selector_metrics(table, scores, picks)
-        drawn = np.array([[selector_metrics(table, scores, picks, r)[m] for m in METRICS] for r in rows])
         with warnings.catch_warnings():  # a metric undefined on every resample stays NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            low, high = np.nanpercentile(drawn, [tail, 100 - tail], axis=0)
+            low, high = np.nanpercentile(
+                _metric_rows(table, scores, picks, weights), [tail, 100 - tail], axis=0
+            )
         bounds = zip(METRICS, low, high, strict=True)
         out[name] = {m: MetricEstimate(point[m], float(lo), float(hi)) for m, lo, hi in bounds}
     return out
