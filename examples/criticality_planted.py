@@ -21,7 +21,7 @@ from agents.evaluation.criticality import CriticalityConfig, ground_truth
 from agents.evaluation.planted import PlantedModel
 from arith_gym.codec import CharacterCodec
 from arith_gym.task import get_task
-from arith_gym.tokenizer import PAD_ID, VOCAB_SIZE, encode
+from arith_gym.tokenizer import VOCAB_SIZE, encode
 
 PROBLEM = (4821, 365)
 SITES = (30, 60, 90)
@@ -42,7 +42,8 @@ def main() -> None:
         table = ground_truth(
             model, CharacterCodec(VOCAB_SIZE), "Addition", 3, config, args.seed, problems=[PROBLEM]
         )
-        states = ~table.deviated & np.isin(table.position, SITES) & (table.token != PAD_ID)
+        # Every state at a site on the target (whichever token the episode then played).
+        states = ~table.deviated & np.isin(table.position, SITES)
         truth = np.array([model.headroom(int(s)) for s in table.position[states]])
         covered = (table.headroom_low[states] <= truth) & (truth <= table.headroom_high[states])
         noisy = np.array([s != max(SITES) for s in table.position[states]])

@@ -197,9 +197,10 @@ def find_critical_tokens(
         raise ValueError(f"samples must be at least 1, got {samples}")
     rng = np.random.default_rng(seed)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    continuer = Continuer(
-        model, CharacterCodec(get_task(task).vocab_size), task, comfort_digits, split, temperature, batch_size
-    )
+    # Finished rows stay in the batch (drop_share=None): the draws, and so the report of
+    # docs/analysis.md, are those of the finder's former branch decoder.
+    codec = CharacterCodec(get_task(task).vocab_size)
+    continuer = Continuer(model, codec, task, comfort_digits, split, temperature, batch_size, drop_share=None)
     cap = max_sampled if max_sampled is not None else 32 * episodes
     problems, texts, sampled = _correct_episodes(
         model, comfort_digits, split, episodes, source, temperature, rng, generator, batch_size, cap, task
