@@ -45,7 +45,11 @@ def main() -> None:
     loaded = [load(run) for run in args.runs]
     percent = args.metric not in ("auprc", "spearman")
     names = args.selectors.split(",") if args.selectors else list(loaded[0][1])
-    print("| | " + " | ".join(run.name for run in args.runs) + " |")
+    # A report folder (--report) is named after the run it re-read.
+    names_of_runs = [
+        run.name if (run / "seed0").is_dir() else f"{run.parent.name} ({run.name})" for run in args.runs
+    ]
+    print("| | " + " | ".join(names_of_runs) + " |")
     print("|---|" + "---|" * len(args.runs))
     truth = [settings["ground_truth"] for settings, _ in loaded]
     print("| plus1 success | " + " | ".join(f"{t['success']:.1%}" for t in truth) + " |")
