@@ -92,3 +92,16 @@ def addition_bpe():
     from agents.lm.bpe import train_bpe
 
     return train_bpe("Addition", 3, vocab_size=400, problems=300)
+
+
+QUICK_CRITICALITY = (
+    *("--problems", "1", "--group-size", "2", "--samples", "2", "--max-samples", "2"),
+    *("--epsilon", "0.3", "--arm-floor", "0.3", "--after-deviation", "0.1", "--resamples", "20"),
+)
+"""``arith-rl criticality`` settings that take seconds on a micro model: only arms it gives 30 %,
+few positions after a deviation (``--resamples`` last, so a test can replace it)."""
+
+
+def quick_criticality(model_dir, out, seeds: str = "0") -> list[str]:
+    """The ``arith-rl criticality`` argv of a seconds-long run of ``model_dir`` into ``out``."""
+    return ["criticality", str(model_dir), "--out", str(out), "--seeds", seeds, *QUICK_CRITICALITY]

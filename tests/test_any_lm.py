@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_llama
+from conftest import quick_criticality, tiny_llama
 
 from agents.cli import main
 from agents.evaluation.criticality_table import CriticalityTable
@@ -187,32 +187,7 @@ def test_the_shipped_bpe_reference_loads_with_its_tokenizer_and_solves_its_comfo
 
 def test_the_criticality_benchmark_runs_on_a_model_with_its_own_tokenizer(llama_reference, tmp_path, capsys):
     out = tmp_path / "crit"
-    argv = [
-        "criticality",
-        str(llama_reference),
-        "--out",
-        str(out),
-        "--seeds",
-        "0",
-        "--problems",
-        "1",
-        "--group-size",
-        "2",
-        "--samples",
-        "2",
-        "--max-samples",
-        "2",
-        "--epsilon",
-        "0.3",
-        "--arm-floor",
-        "0.3",
-        "--after-deviation",
-        "0.1",
-        "--resamples",
-        "10",
-        "--selectors",
-        "critical,entropy_topk,random",
-    ]
+    argv = [*quick_criticality(llama_reference, out), "--selectors", "critical,entropy_topk,random"]
     assert main(argv) == 0
     assert "| entropy_topk |" in (out / "summary.md").read_text()
     table = CriticalityTable.load(next(out.glob("seed0/problem*.npz")))

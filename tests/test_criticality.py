@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import quick_criticality
 
 from agents.cli import main
 from agents.evaluation.criticality import ground_truth
@@ -127,24 +128,7 @@ def test_average_precision_and_ranked_recall_against_hand_computed_numbers():
 
 def test_criticality_command_scores_every_selector_and_resumes(micro_reference_dir, tmp_path, capsys):
     out = tmp_path / "crit"
-    argv = [
-        "criticality",
-        str(micro_reference_dir),
-        "--out",
-        str(out),
-        "--seeds",
-        "0,1",
-        "--problems",
-        "1",
-        "--group-size",
-        "2",
-        "--samples",
-        "2",
-        "--max-samples",
-        "2",
-        "--resamples",
-        "20",
-    ]
+    argv = quick_criticality(micro_reference_dir, out, seeds="0,1")
     assert main(argv) == 0
     summary = (out / "summary.md").read_text()
     for name in (

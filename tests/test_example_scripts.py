@@ -92,3 +92,46 @@ def test_task_kl_weights_prints_a_row_per_reference_and_beta(micro_reference_dir
     assert [row[4] for row in rows] == ["1", "150"]
     at_one, at_150 = (float(row[5]) for row in rows)
     assert 0.0 <= at_150 <= at_one <= 1.0  # J <= 1: a larger β can only lower the weight
+
+
+def test_criticality_examples_report_a_run_correlate_it_with_rl_gains_and_check_the_planted_model(
+    micro_reference_dir, tmp_path
+):
+    from conftest import quick_criticality
+
+    from agents.cli import main
+
+    crit = tmp_path / "crit"
+    assert main(quick_criticality(micro_reference_dir, crit)) == 0
+    report = subprocess.run(
+        [sys.executable, str(EXAMPLES / "criticality_report.py"), str(crit), "--metric", "recall_at_5"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "| `critical_auto` |" in report and "| plus1 success |" in report
+    # A comparison's evaluations: uniform 20 %, critical 50 % at the last update (earlier ones ignored).
+    compare = tmp_path / "compare"
+    compare.mkdir()
+    rows = ["run,algo,method,seed,eval_index,update,episodes,split,mode,accuracy,problems"]
+    for method, final in (("uniform", 0.2), ("critical", 0.5), ("oracle_critical", 0.7)):
+        rows += [
+            f"{method}-s0,ppo,{method},0,0,0,0,plus1,sampled,0.1,10",
+            f"{method}-s0,ppo,{method},0,1,8,512,plus1,sampled,{final},10",
+        ]
+    (compare / "evaluations.csv").write_text("\n".join(rows) + "\n")
+    versus = subprocess.run(
+        [sys.executable, str(EXAMPLES / "criticality_vs_rl.py"), "--pair", str(compare), str(crit)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "| crit | critical | +30.0 |" in versus and "| crit | oracle_critical | +50.0 |" in versus
+    assert "decision_lift: rho" in versus
+    planted = subprocess.run(
+        [sys.executable, str(EXAMPLES / "criticality_planted.py"), "--episodes", "6"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert planted.count("| 100.0% |") == 3  # the critical labels are right for every p
