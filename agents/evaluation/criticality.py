@@ -32,7 +32,7 @@ from transformers import PreTrainedModel
 
 from agents.evaluation.continuations import Continuer
 from agents.evaluation.criticality_table import ARM_COLUMNS, CriticalityConfig, CriticalityTable, concat
-from agents.evaluation.headroom import estimate_state, straddles
+from agents.evaluation.headroom import estimate_arms, straddles
 from agents.lm.decoding import choose_tokens
 from arith_gym.codec import Codec
 from arith_gym.task import ProblemKey, task_problems
@@ -202,9 +202,7 @@ def _arm_counts(continuer, problem, ids, arm_sets, positions, config, generator,
 
 def _estimate(probs, ids, arm_sets, counts, t, config, rng):
     arms = arm_sets[t]
-    plausible = (probs[t, arms] >= config.epsilon) | (arms == ids[t])
-    played = int(np.flatnonzero(arms == ids[t])[0])
-    return estimate_state(probs[t, arms], *counts[t], plausible, played, rng, config.draws)
+    return estimate_arms(arms, probs[t, arms], *counts[t], ids[t], config.epsilon, rng, config.draws)
 
 
 def _carry_values(estimates, multi, included, played_prob, reward) -> dict[str, np.ndarray]:

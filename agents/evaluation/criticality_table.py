@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.evaluation.headroom import estimate_state
+from agents.evaluation.headroom import estimate_arms
 
 
 @dataclass(frozen=True)
@@ -168,15 +168,13 @@ def relabel(table: CriticalityTable, epsilon: float, threshold: float, draws: in
     rows = table.arm_token_row
     for row in np.unique(rows):
         arms = rows == row
-        probs, tokens = table.arm_prob[arms], table.arm_token[arms]
-        played = int(np.flatnonzero(tokens == table.token[row])[0])
-        plausible = (probs >= epsilon) | (tokens == table.token[row])
-        estimate = estimate_state(
-            probs,
+        estimate = estimate_arms(
+            table.arm_token[arms],
+            table.arm_prob[arms],
             table.arm_successes[arms],
             table.arm_trials[arms],
-            plausible,
-            played,
+            table.token[row],
+            epsilon,
             np.random.default_rng(int(row)),
             draws,
         )

@@ -99,6 +99,24 @@ def _summaries(drawn: np.ndarray, probs: np.ndarray, plausible: np.ndarray, play
     return np.stack([value, drawn[:, plausible].max(axis=1) - value, drawn[:, played] - value])
 
 
+def estimate_arms(
+    tokens: np.ndarray,
+    probs: np.ndarray,
+    successes: np.ndarray,
+    trials: np.ndarray,
+    played_token: int,
+    epsilon: float,
+    rng: np.random.Generator,
+    draws: int = 400,
+) -> StateEstimate:
+    """:func:`estimate_state` of arms named by token id: plausible where π(a) >= ``epsilon``, and
+    the played token (which must be among ``tokens``)."""
+    tokens = np.asarray(tokens)
+    plausible = (np.asarray(probs) >= epsilon) | (tokens == played_token)
+    played = int(np.flatnonzero(tokens == played_token)[0])
+    return estimate_state(probs, successes, trials, plausible, played, rng, draws)
+
+
 def straddles(estimate: StateEstimate, threshold: float) -> bool:
     """Whether the headroom's interval holds ``threshold`` inside (more continuations may settle it)."""
     return estimate.headroom_low < threshold <= estimate.headroom_high
