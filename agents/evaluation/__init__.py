@@ -4,7 +4,12 @@
 - :mod:`~agents.evaluation.teacher_forcing`: p(right token) at the critical tokens and elsewhere;
 - :mod:`~agents.evaluation.stats`: means and paired differences across seeds (t intervals);
 - :mod:`~agents.evaluation.certainty_gap`: the paper's Table 1 (J at critical tokens minus elsewhere);
-- :mod:`~agents.evaluation.finder`: a template-free critical-token finder (forced mistakes).
+- :mod:`~agents.evaluation.finder`: a template-free critical-token finder (forced mistakes);
+- :mod:`~agents.evaluation.continuations`: branches of an episode, judged by the env (any codec);
+- :mod:`~agents.evaluation.criticality` (with :mod:`~agents.evaluation.criticality_table` and
+  :mod:`~agents.evaluation.headroom`): the ground truth of which tokens decide success;
+- :mod:`~agents.evaluation.selector_metrics`: critical-token selectors scored against it;
+- :mod:`~agents.evaluation.planted`: a model with a known answer, to check the ground truth.
 """
 
 from agents.evaluation.accuracy import (
