@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -54,6 +55,12 @@ def selector_scores(criticality_dir: Path) -> dict[tuple[str, str], float]:
         return {(row["selector"], row["metric"]): float(row["value"]) for row in csv.DictReader(handle)}
 
 
+@functools.cache
+def saved_table(criticality_dir: Path) -> CriticalityTable:
+    """A benchmark run's ground truth, every seed pooled (read once per run, not per method)."""
+    return concat([CriticalityTable.load(p) for p in sorted(criticality_dir.glob("seed*/problem*.npz"))])
+
+
 def decision_lift(criticality_dir: Path, method: str) -> float:
     """Mean 1 − w of ``method``'s KL weighting at the structural critical tokens on the target
     (``critical_auto`` at the β its benchmark run calibrated)."""
@@ -61,9 +68,9 @@ def decision_lift(criticality_dir: Path, method: str) -> float:
     name = method
     if method in settings["selector_notes"]:  # e.g. "beta 1947"
         name = f"critical@beta={settings['selector_notes'][method].split()[1]}"
-    if method not in weighting_methods() or (weighting_methods()[method] is not None):
+    if weighting_methods().get(method, "not a weighting") is not None:
         return float("nan")
-    table = concat([CriticalityTable.load(p) for p in sorted(criticality_dir.glob("seed*/problem*.npz"))])
+    table = saved_table(criticality_dir)
     context = SelectorContext(None, TrainingProblems(settings["comfort_digits"], "plus1"), PRESETS["cpu"])
     weights = -weighting_selector(name).score(table, context)
     return float(1.0 - weights[table.structural & ~table.deviated].mean())
