@@ -95,8 +95,15 @@ def llama_reference(llama, bpe, tmp_path_factory):
     return save_reference(llama, tmp_path_factory.mktemp("llama-ref"), info, tokenizer=bpe)
 
 
+TRL_METHODS = (
+    *("none", "uniform", "critical", "critical_auto", "oracle_critical", "group_fork", "group_fork_critical"),
+)
+"""Every registered KL weighting a GRPO run takes (``value_jump`` needs a critic), as methods."""
+
+
 @pytest.mark.parametrize(
-    ("algo", "method"), [("ppo", "critical_auto"), ("grpo", "uniform"), ("trl-grpo", "critical")]
+    ("algo", "method"),
+    [("ppo", "critical_auto"), ("grpo", "uniform"), *(("trl-grpo", method) for method in TRL_METHODS)],
 )
 def test_every_backend_but_sb3_fine_tunes_a_llama_with_its_own_tokenizer(
     llama_reference, algo, method, tiny_rl, tmp_path
@@ -159,6 +166,22 @@ def test_unscored_critical_tokens_of_a_bpe_batch_are_the_tokens_covering_them(bp
     labels = batch["labels"][0, prompt : prompt + len(spans)]
     covering = {t for t, (start, end) in enumerate(spans) for r in records if start <= r[0] < end}
     assert covering and {t for t in range(len(spans)) if labels[t] == IGNORE_INDEX} == covering
+
+
+def test_trl_s_critical_labels_of_a_bpe_completion_are_the_tokens_covering_a_critical_character(bpe):
+    pytest.importorskip("trl")
+    from agents.trl import CriticalLabels
+    from arith_gym.codec import TokenizerCodec
+
+    codec = TokenizerCodec(bpe)
+    labels = CriticalLabels("Addition", comfort_digits=2, split="plus1", tokenizer=codec)
+    problem = (123, 45)
+    text, records = get_task("Addition").target(problem, 2)
+    spans = codec.offsets(text)
+    covering = [any(start <= r[0] < end for r in records) for start, end in spans]
+    assert any(covering) and labels("123 45", [int(t) for t in codec.encode(text)]) == covering
+    by_character = [int(codec.encode(character)[0]) for character in text]  # another path, same text
+    assert labels("123 45", by_character) == [any(r[0] == i for r in records) for i in range(len(text))]
 
 
 def test_the_sb3_backend_refuses_a_model_of_another_tokenizer_in_one_line(llama_reference, tmp_path):

@@ -58,9 +58,9 @@ def _provides(algo: str, config: RLConfig) -> frozenset[str]:
 
         return SB3_BATCH_FIELDS
     if algo == "trl-grpo":
-        from agents.trl.grpo import TRL_BATCH_FIELDS
+        from agents.trl.grpo import TRL_TASK_FIELDS
 
-        return TRL_BATCH_FIELDS
+        return TRL_TASK_FIELDS  # the backend replays each completion in the env for its labels
     from agents.rl.algorithms import batch_fields, resolve
 
     return batch_fields(config, resolve(config))

@@ -21,7 +21,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from agents import MissingExtra  # noqa: E402
 from agents.kl import certainty, prioritized_weights  # noqa: E402
-from agents.lm.model import load_reference  # noqa: E402
+from agents.lm.model import CHECKPOINTS_DIR, load_reference  # noqa: E402
 from agents.trl import (  # noqa: E402
     WeightedKLGRPOTrainer,
     addition_reward,
@@ -34,10 +34,14 @@ from arith_gym.operands import is_heldout  # noqa: E402
 from arith_gym.scratchpad import prompt_text, target_text  # noqa: E402
 
 
-def _trainer(reference_dir, tmp_path, reward=addition_reward, **kwargs) -> WeightedKLGRPOTrainer:
+def _trainer(
+    reference_dir, tmp_path, reward=addition_reward, comfort_digits=1, **kwargs
+) -> WeightedKLGRPOTrainer:
     model, _ = load_reference(reference_dir)
     options = dict(kl_weighting="critical", kl_beta=2.0, certainty_temperature=1.0)
-    options.update({k: kwargs.pop(k) for k in list(kwargs) if k in ("kl_weighting", "kl_beta")})
+    options.update(
+        {k: kwargs.pop(k) for k in list(kwargs) if k in ("kl_weighting", "kl_beta", "critical_labels")}
+    )
     args = GRPOConfig(
         output_dir=str(tmp_path / "trl"),
         per_device_train_batch_size=4,
@@ -56,7 +60,7 @@ def _trainer(reference_dir, tmp_path, reward=addition_reward, **kwargs) -> Weigh
     return WeightedKLGRPOTrainer(
         model=prepare_model(model),
         reward_funcs=reward,
-        train_dataset=problem_dataset("plus1", 1, 16),
+        train_dataset=problem_dataset("plus1", comfort_digits, 16),
         args=args,
         processing_class=load_tokenizer(reference_dir),
         **options,
@@ -137,9 +141,62 @@ def test_the_reward_agrees_with_the_env(micro_reference_dir):
     assert addition_reward([target[:-1]], [answer]) == [0.0]
 
 
+def test_critical_labels_are_the_env_s_labels_of_each_step():
+    from agents.trl import CriticalLabels
+    from arith_gym.task import critical_positions
+
+    labels = CriticalLabels("Addition", comfort_digits=2, split="plus1")
+    problem = (123, 45)  # a third digit: decision commas past N = 2
+    target = target_text(*problem)
+    ids = [int(t) for t in encode(target)] + [40, 40]  # the forced end-of-sequence after the episode
+    expected = critical_positions("Addition", problem, 2, len(target)).tolist() + [False, False]
+    assert sum(expected) > 0 and labels("123 45", ids) == expected
+    # Off track at the first decision (closing the list early): nothing after it is critical.
+    first = expected.index(True)
+    wrong = ids[:first] + [int(encode("]")[0])] + ids[first + 1 :]
+    assert labels("123 45", wrong) == [*expected[: first + 1], *([False] * (len(ids) - first - 1))]
+    outside = [*ids[:first], 10_000, *ids[first:]]  # an id past the vocabulary ends the replay
+    assert labels("123 45", outside) == [*expected[:first], *([False] * (len(ids) - first + 1))]
+
+
+def test_oracle_critical_under_trl_zeroes_the_kl_exactly_at_the_env_s_critical_tokens(
+    micro_reference_dir, tmp_path
+):
+    from agents.trl import CriticalLabels
+
+    with pytest.raises(ValueError, match="'oracle_critical' needs what the TRL backend") as refused:
+        _trainer(micro_reference_dir, tmp_path, kl_weighting="oracle_critical")  # no labels: no env
+    assert "\n" not in str(refused.value)
+    # The shipped N = 3 reference copies its lists on track to the decisions.
+    shipped = CHECKPOINTS_DIR / "gpt2-tiny-n3"
+    labels = CriticalLabels("Addition", comfort_digits=3, split="plus1")
+    trainer = _trainer(
+        shipped, tmp_path, comfort_digits=3, kl_weighting="oracle_critical", critical_labels=labels
+    )
+    rows = [trainer.train_dataset[i] for i in range(4)]
+    torch.manual_seed(0)
+    batch = trainer._generate_and_score_completions([row for row in rows for _ in range(4)])
+    mask = batch["completion_mask"].bool()
+    expected = torch.tensor(
+        [
+            labels(row["operands"], ids[: int(n)]) + [False] * (len(ids) - int(n))
+            for row, ids, n in zip(
+                [row for row in rows for _ in range(4)],
+                batch["completion_ids"].tolist(),
+                mask.sum(1).tolist(),
+                strict=True,
+            )
+        ]
+    )
+    weights = batch["kl_weights"]
+    assert expected.any()
+    torch.testing.assert_close(weights, ((~expected) & mask).float())
+
+
 def test_the_dataset_holds_training_problems_only():
     data = problem_dataset("plus1", 3, 200, seed=4)
-    assert data.column_names == ["prompt", "problem", "a", "b", "answer"]
+    assert data.column_names == ["prompt", "problem", "operands", "a", "b", "answer"]
+    assert data["operands"][0] == f"{data['a'][0]} {data['b'][0]}"
     assert data["problem"][0] == f"{data['a'][0]}+{data['b'][0]}"
     assert not any(is_heldout(int(a), int(b)) for a, b in zip(data["a"], data["b"], strict=True))
     assert data["prompt"][0] == f"Input:\n{data['a'][0]}+{data['b'][0]}\nTarget:\n"
@@ -204,7 +261,7 @@ def test_trl_refuses_what_it_cannot_express():
     check_trl_config(config)
     for bad, message in (
         ({"kl_estimator": "k2"}, "kl_estimator='k2'"),
-        ({"kl_weighting": "oracle_critical"}, "oracle_critical"),
+        ({"kl_weighting": "value_jump"}, "value_jump"),
         ({"advantage": "rloo"}, "'rloo'"),
     ):
         with pytest.raises(ValueError, match=message):

@@ -24,6 +24,7 @@ except ImportError:
 
 from agents.trl.grpo import SUPPORTED_LOSS_TYPES, WeightedKLGRPOTrainer
 from agents.trl.task import (
+    CriticalLabels,
     EndEpisodes,
     addition_reward,
     end_episodes_in_generate,
@@ -36,6 +37,7 @@ from agents.trl.task import (
 
 __all__ = [
     "SUPPORTED_LOSS_TYPES",
+    "CriticalLabels",
     "EndEpisodes",
     "WeightedKLGRPOTrainer",
     "addition_reward",

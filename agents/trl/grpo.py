@@ -10,7 +10,8 @@ the loss aggregation of its ``loss_type``.
 How: each generated batch becomes a :class:`~agents.rl.weighting.TokenBatch` (the completion
 tokens, the groups of ``num_generations`` completions of one prompt, the rewards at each
 completion's last token, the advantages, and, when the weighting reads them, one forward of the
-reference (certainty) and of the policy (log-probs, entropy)); the weights are stored with the
+reference (certainty) and of the policy (log-probs, entropy), and the env's critical labels of
+each completion replayed in the task's env (``critical_labels``)); the weights are stored with the
 batch as ``kl_weights``. At the loss, TRL computes its loss with ``beta = 0``
 (no KL), and the weighted KL is added aggregated exactly as TRL aggregates its per-token loss
 for that ``loss_type`` (the aggregations are linear, so this equals TRL's loss with ``w * KL``
@@ -27,11 +28,14 @@ from trl import GRPOTrainer
 from agents.kl import certainty, kl_k3
 from agents.rl.config import RLConfig
 from agents.rl.weighting import KL_WEIGHTINGS, TokenBatch, check_weighting, compute_weights
-from agents.trl.task import positions_from_attention_mask
+from agents.trl.task import CriticalLabels, positions_from_attention_mask
 
 SUPPORTED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo")
 TRL_BATCH_FIELDS = frozenset({"logp", "entropy", "ref_logp", "certainty", "rewards", "groups", "advantages"})
-"""What a TRL generation batch gives a KL weighting (no critic; no env, so no critical labels)."""
+"""What a TRL generation batch gives a KL weighting (no critic; the env's critical labels only with
+``critical_labels``: :data:`TRL_TASK_FIELDS`)."""
+TRL_TASK_FIELDS = TRL_BATCH_FIELDS | {"critical"}
+"""What it gives when the trainer replays completions in the task's env (``critical_labels``)."""
 
 
 class WeightedKLGRPOTrainer(GRPOTrainer):
@@ -45,6 +49,9 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
         weight_floor: the smallest weight (:func:`agents.kl.prioritized_weights`).
         weighting_config: the settings the weighting reads (default: an ``RLConfig`` of the
             arguments above); overrides them when given.
+        critical_labels: the env's critical-token labels of each completion
+            (:class:`agents.trl.task.CriticalLabels`), for a weighting that reads them; the train
+            dataset then needs its ``operands`` column (:func:`agents.trl.task.problem_dataset`).
         Everything else goes to ``GRPOTrainer``.
     """
 
@@ -57,6 +64,7 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
         certainty_temperature: float = 1.0,
         weight_floor: float = 0.0,
         weighting_config: RLConfig | None = None,
+        critical_labels: CriticalLabels | None = None,
         **kwargs: Any,
     ) -> None:
         if weighting_config is None:  # bad settings fail here, before TRL starts
@@ -67,7 +75,8 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
                 certainty_kind=certainty_kind,
                 certainty_temperature=certainty_temperature,
             )
-        check_weighting(weighting_config.kl_weighting, TRL_BATCH_FIELDS, "TRL backend")
+        provides = TRL_BATCH_FIELDS if critical_labels is None else TRL_TASK_FIELDS
+        check_weighting(weighting_config.kl_weighting, provides, "TRL backend")
         super().__init__(*args, **kwargs)
         if self.loss_type not in SUPPORTED_LOSS_TYPES:
             raise ValueError(
@@ -77,7 +86,9 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
             positions_from_attention_mask(self.ref_model)
         self.weighting_config = weighting_config
         self.kl_weighting = weighting_config.kl_weighting
+        self.critical_labels = critical_labels
         self._rewards: torch.Tensor | None = None
+        self._critical: torch.Tensor | None = None
 
     # ----------------------------------------------------------------- the weights
 
@@ -119,6 +130,8 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
             fields["rewards"] = rewards * mask
         if "advantages" in needs:
             fields["advantages"] = batch["advantages"].float().unsqueeze(1).expand(mask.shape) * mask
+        if "critical" in needs:
+            fields["critical"] = self._critical.to(mask.device) & mask
         return TokenBatch(
             "TRL", mask=mask, actions=completion_ids, **{k: fields[k] for k in needs & fields.keys()}
         )
@@ -140,6 +153,15 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         batch = super()._generate_and_score_completions(inputs)
+        if self.critical_labels is not None and "critical" in KL_WEIGHTINGS[self.kl_weighting].needs:
+            # This process's rows, in the order they were generated (one per input row).
+            completions = batch["completion_ids"].tolist()
+            lengths = batch["completion_mask"].sum(dim=1).tolist()
+            labels = [
+                self.critical_labels(row["operands"], ids[: int(length)]) + [False] * (len(ids) - int(length))
+                for row, ids, length in zip(inputs, completions, lengths, strict=True)
+            ]
+            self._critical = torch.tensor(labels, dtype=torch.bool).reshape(batch["completion_ids"].shape)
         if self.beta != 0.0:
             batch["kl_weights"] = self.token_kl_weights(batch)
         return batch

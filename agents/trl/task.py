@@ -8,6 +8,7 @@ judgement (``rules.judge``), the same for every task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,16 @@ from arith_gym.rules import (
     judge,
 )
 from arith_gym.task import get_task, task_problems
+from arith_gym.task_env import TaskEnv
 from arith_gym.tokenizer import PAD_ID, PAD_TOKEN
 
 
 def problem_dataset(split: str, comfort_digits: int, count: int, seed: int = 0, task: str = "Addition"):
     """A ``datasets.Dataset`` of ``count`` training problems of ``task``'s ``split`` (never held-out
     ones), drawn with ``seed``: columns ``prompt`` (the env's prompt text), ``problem`` (the task's
-    key, e.g. ``"12+345"``), ``answer`` and, where the task names its key's entries (addition: ``a``,
-    ``b``), one column each (decimal strings: numbers may exceed 64 bits)."""
+    key, e.g. ``"12+345"``), ``operands`` (the key's integers, space-separated: what
+    :class:`CriticalLabels` replays), ``answer`` and, where the task names its key's entries
+    (addition: ``a``, ``b``), one column each (decimal strings: numbers may exceed 64 bits)."""
     from datasets import Dataset
 
     rules = get_task(task)
@@ -38,6 +41,7 @@ def problem_dataset(split: str, comfort_digits: int, count: int, seed: int = 0, 
     columns = {
         "prompt": [rules.prompt(problem) for problem in problems],
         "problem": [rules.key(problem) for problem in problems],
+        "operands": [" ".join(map(str, problem)) for problem in problems],
     }
     for index, name in enumerate(getattr(rules, "info_fields", ())):
         columns[name] = [str(problem[index]) for problem in problems]
@@ -94,6 +98,39 @@ def task_reward(completions: list[object], answer: list[object], **_: Any) -> li
             raise ValueError(f"answer {expected!r} is not an integer") from None
         rewards.append(judge(completion_text(completion), target, 0.0)[2])
     return rewards
+
+
+class CriticalLabels:
+    """The env's structural critical-token labels of generated completions, for a KL weighting that
+    reads them (``oracle_critical``): each completion is replayed in the task's env
+    (:class:`~arith_gym.task_env.TaskEnv`, the same ``tokenizer``), so a token is critical exactly
+    when the env would label that step critical (on track before it, its text covering a critical
+    character). Replaying ends where the env ends the episode; later tokens (the forced
+    end-of-sequence) and ids outside the vocabulary are not critical.
+
+    Args:
+        task: a registered task name (or task object).
+        comfort_digits: the reference's N.
+        split: the split the completions were generated on (sizes the env's episode length).
+        tokenizer: None for the character ids, else the reference's tokenizer or codec.
+    """
+
+    def __init__(self, task: str, comfort_digits: int, split: str = "plus1", tokenizer: Any = None) -> None:
+        self.env = TaskEnv(task, comfort_digits, split, tokenizer=tokenizer)
+
+    def __call__(self, operands: str, token_ids: Sequence[int]) -> list[bool]:
+        """The labels of ``token_ids`` played on the problem ``operands`` (the dataset's column)."""
+        self.env.reset(options={"problem": tuple(int(value) for value in operands.split())})
+        labels = [False] * len(token_ids)
+        vocab = self.env.action_space.n
+        for step, token in enumerate(token_ids):
+            if not 0 <= int(token) < vocab:
+                break
+            _, _, terminated, truncated, info = self.env.step(int(token))
+            labels[step] = info["critical"] is not None
+            if terminated or truncated:
+                break
+        return labels
 
 
 class EndEpisodes(LogitsProcessor):

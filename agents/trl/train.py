@@ -24,8 +24,8 @@ from agents.rl.bookkeeping import RunRecord, prepared_config
 from agents.rl.config import RLConfig
 from agents.rl.weighting import check_weighting
 from agents.rundir import METRICS
-from agents.trl.grpo import TRL_BATCH_FIELDS, WeightedKLGRPOTrainer
-from agents.trl.task import load_tokenizer, prepare_model, problem_dataset, task_reward
+from agents.trl.grpo import TRL_TASK_FIELDS, WeightedKLGRPOTrainer
+from agents.trl.task import CriticalLabels, load_tokenizer, prepare_model, problem_dataset, task_reward
 from arith_gym.rules import EnvConfig
 
 LOSS_TYPES = {"seq_mean_token_mean": "grpo", "token_mean": "bnpo", "seq_mean_token_sum_norm": "dr_grpo"}
@@ -54,7 +54,7 @@ def check_trl_config(config: RLConfig) -> None:
     for name, allowed in REQUIRED.items():
         if getattr(config, name) != allowed:
             raise ValueError(f"TRL runs cannot express {name}={getattr(config, name)!r} (only {allowed!r})")
-    check_weighting(config.kl_weighting, TRL_BATCH_FIELDS, "TRL backend")
+    check_weighting(config.kl_weighting, TRL_TASK_FIELDS, "TRL backend")  # the run's env labels too
     pieces = resolve(config)
     if pieces.advantage not in SCALE_REWARDS or pieces.loss_agg not in LOSS_TYPES:
         raise ValueError(
@@ -154,6 +154,7 @@ def train_trl_grpo(
         args=args,
         processing_class=tokenizer,
         weighting_config=config,
+        critical_labels=CriticalLabels(task.task, task.comfort_digits, config.split, codec),
     )
 
     def evaluate(final: bool = False) -> dict[str, float]:
