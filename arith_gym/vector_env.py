@@ -163,12 +163,14 @@ class TaskVectorEnv(VectorEnv):
         # See codepoints.strings for why each table has a spare column.
         self._text = np.zeros((n, width + 1), dtype=np.uint32)
         self._prompts = np.full(n, "", dtype=f"U{self.config.max_prompt_length}")
+        # The targets also as a str array, row by row as episodes start: info copies it whole
+        # (one copy, where building it from the code points every step took twice as long).
+        self._targets = np.full(n, "", dtype=f"U{self.config.max_target_length}")
         # At least max_episode_steps wide (nothing later can be written): the step compares
         # the written code points with it, and 0 (after the target) matches no token.
         target_width = max(self.config.max_target_length, width) + 1
         self._target_codes = np.zeros((n, target_width), dtype=np.uint32)
         self._prompt_lengths = np.zeros(n, dtype=np.int64)
-        self._target_lengths = np.zeros(n, dtype=np.int64)
         # Per target position: line, operand, index, kind code of its critical token, or -1s;
         # and whether it has one (the step looks that up first: records are rare).
         self._critical = np.full((n, width, 4), -1, dtype=np.int64)
@@ -222,7 +224,7 @@ class TaskVectorEnv(VectorEnv):
         self._target_codes[envs] = 0
         self._critical[envs] = -1
         self._is_critical[envs] = False
-        prompt_lengths, target_lengths = [], []
+        prompt_lengths = []
         for i in envs.tolist():
             problem = None if forced is None else forced[i]
             if problem is None:
@@ -236,15 +238,14 @@ class TaskVectorEnv(VectorEnv):
             self._obs[i, : len(prompt)] = BYTE_TO_ID[prompt_bytes]
             self._prompts = store_str(self._prompts, i, prompt)
             self._target_codes = store_codes(self._target_codes, i, target.encode("ascii"))
+            self._targets = store_str(self._targets, i, target)
             if records:
                 table = np.array([r for r in records if r[0] < width], dtype=np.int64).reshape(-1, 5)
                 self._critical[i, table[:, 0]] = table[:, 1:]
                 self._is_critical[i, table[:, 0]] = True
             prompt_lengths.append(len(prompt))
-            target_lengths.append(len(target))
         lengths = np.array(prompt_lengths, dtype=np.int64)
         self._prompt_lengths[envs] = lengths
-        self._target_lengths[envs] = target_lengths
         self._step_limits[envs] = np.minimum(config.max_episode_steps, config.context_length - lengths)
         self._steps[envs] = 0
         self._automaton[envs] = 0
@@ -374,12 +375,13 @@ class TaskVectorEnv(VectorEnv):
         infos |= {
             "problem": self._problems.copy(),
             "prompt": self._prompts.copy(),
-            "target": strings(self._target_codes, int(self._target_lengths.max())),
+            "target": self._targets.copy(),
             "text": self._texts(),
             "on_track": self._on_track.copy(),
         }
-        for key in list(infos):  # valid for every env
-            infos[f"_{key}"] = np.ones(self.num_envs, dtype=bool)
+        valid = np.ones(self.num_envs, dtype=bool)  # for every env (copies: cheaper than np.ones)
+        for key in list(infos):
+            infos[f"_{key}"] = valid.copy()
         infos.update(
             critical=dict(zip(CRITICAL_FIELDS, critical_fields, strict=True)), _critical=critical_mask
         )
