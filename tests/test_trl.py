@@ -167,6 +167,23 @@ def test_oracle_critical_under_trl_zeroes_the_kl_exactly_at_the_env_s_critical_t
     with pytest.raises(ValueError, match="'oracle_critical' needs what the TRL backend") as refused:
         _trainer(micro_reference_dir, tmp_path, kl_weighting="oracle_critical")  # no labels: no env
     assert "\n" not in str(refused.value)
+    labels = CriticalLabels("Addition", comfort_digits=1, split="plus1")
+    with pytest.raises(ValueError, match="needs an 'operands' column"):
+        WeightedKLGRPOTrainer(
+            model=prepare_model(load_reference(micro_reference_dir)[0]),
+            reward_funcs=addition_reward,
+            train_dataset=problem_dataset("plus1", 1, 4).remove_columns("operands"),
+            args=GRPOConfig(
+                output_dir=str(tmp_path / "x"),
+                use_cpu=True,
+                report_to=[],
+                num_generations=2,
+                per_device_train_batch_size=2,
+            ),
+            processing_class=load_tokenizer(micro_reference_dir),
+            kl_weighting="oracle_critical",
+            critical_labels=labels,
+        )
     # The shipped N = 3 reference copies its lists on track to the decisions.
     shipped = CHECKPOINTS_DIR / "gpt2-tiny-n3"
     labels = CriticalLabels("Addition", comfort_digits=3, split="plus1")

@@ -82,6 +82,12 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
             raise ValueError(
                 f"loss_type {self.loss_type!r} is not supported; use one of {SUPPORTED_LOSS_TYPES}"
             )
+        columns = getattr(self.train_dataset, "column_names", None)
+        if critical_labels is not None and columns is not None and "operands" not in columns:
+            raise ValueError(
+                "critical_labels replays each completion's problem: the train dataset needs an "
+                "'operands' column (agents.trl.problem_dataset has it)"
+            )
         if self.ref_model is not None:  # TRL loads it afresh from the model's path: without our hook
             positions_from_attention_mask(self.ref_model)
         self.weighting_config = weighting_config
