@@ -70,13 +70,16 @@ def test_the_trl_dataset_holds_any_task():
     from agents.trl.task import problem_dataset, task_reward
 
     multiply = problem_dataset("plus1", 3, 4, seed=0, task="Multiply")
-    assert multiply.column_names == ["prompt", "problem", "answer"] and "*" in multiply["prompt"][0]
+    assert (
+        multiply.column_names == ["prompt", "problem", "operands", "answer"] and "*" in multiply["prompt"][0]
+    )
     task = get_task("Multiply")
     a, d = (int(part) for part in multiply["problem"][0].split("*"))
+    assert multiply["operands"][0] == f"{a} {d}"
     target = task.target((a, d), 3)[0]
     assert task_reward([target, target[:-3] + "\n"], multiply["answer"][:1] * 2) == [1.0, 0.0]
     addition = problem_dataset("plus1", 3, 2, seed=0)
-    assert addition.column_names == ["prompt", "problem", "a", "b", "answer"]
+    assert addition.column_names == ["prompt", "problem", "operands", "a", "b", "answer"]
 
 
 def test_compare_tasks_picks_the_shipped_references_of_each_task():
