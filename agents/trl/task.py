@@ -23,7 +23,7 @@ from arith_gym.rules import (
     advance_result_line,
     judge,
 )
-from arith_gym.task import get_task, task_problems
+from arith_gym.task import Task, get_task, task_problems
 from arith_gym.task_env import TaskEnv
 from arith_gym.tokenizer import PAD_ID, PAD_TOKEN
 
@@ -115,7 +115,9 @@ class CriticalLabels:
         tokenizer: None for the character ids, else the reference's tokenizer or codec.
     """
 
-    def __init__(self, task: str, comfort_digits: int, split: str = "plus1", tokenizer: Any = None) -> None:
+    def __init__(
+        self, task: str | Task, comfort_digits: int, split: str = "plus1", tokenizer: Any = None
+    ) -> None:
         self.env = TaskEnv(task, comfort_digits, split, tokenizer=tokenizer)
 
     def __call__(self, operands: str, token_ids: Sequence[int]) -> list[bool]:
