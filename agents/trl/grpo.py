@@ -160,12 +160,11 @@ class WeightedKLGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         batch = super()._generate_and_score_completions(inputs)
         if self.critical_labels is not None and "critical" in KL_WEIGHTINGS[self.kl_weighting].needs:
-            # This process's rows, in the order they were generated (one per input row).
-            completions = batch["completion_ids"].tolist()
-            lengths = batch["completion_mask"].sum(dim=1).tolist()
+            # This process's rows, in the order they were generated (one per input row). A row's
+            # replay ends at its end-of-sequence token, so the padding after it is never critical.
             labels = [
-                self.critical_labels(row["operands"], ids[: int(length)]) + [False] * (len(ids) - int(length))
-                for row, ids, length in zip(inputs, completions, lengths, strict=True)
+                self.critical_labels(row["operands"], ids)
+                for row, ids in zip(inputs, batch["completion_ids"].tolist(), strict=True)
             ]
             self._critical = torch.tensor(labels, dtype=torch.bool).reshape(batch["completion_ids"].shape)
         if self.beta != 0.0:
