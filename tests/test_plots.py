@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.experiments.plots import plot_runs
+from agents.experiments.plots import plot_runs, problems_note
 
 
 def _fake_run(path: Path, accuracies: list[float]) -> Path:
@@ -29,3 +29,14 @@ def test_plot_runs_needs_one_label_per_run(tmp_path: Path) -> None:
     runs = [_fake_run(tmp_path / "a", [0.1])]
     with pytest.raises(ValueError):
         plot_runs(runs, tmp_path / "x.png", labels=["a", "b"])
+
+
+def test_problems_note_says_when_the_final_point_scores_more_problems() -> None:
+    # intermediate evaluations on the set's first 100 problems, the final one on all 400: a reader
+    # must not read the step into the last point as the policy changing
+    rows = [{"split": "plus1", "problems": n} for n in (100, 100, 400)] + [
+        {"split": "comfort", "problems": 200}
+    ]
+    assert problems_note(rows, "plus1") == "\n(100 problems per point, the final 400)"
+    assert problems_note(rows, "comfort") == " (200 problems)"
+    assert problems_note([{"split": "plus1", "problems": 0}], "plus1") == ""  # runs from before the count

@@ -62,7 +62,7 @@ def _pretrain_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command(
     "pretrain",
-    "pre-train a reference model on a task's comfort zone (1..N-digit addition)",
+    "pre-train a reference model on a task's comfort zone (problems of difficulty 1..N)",
     _pretrain_arguments,
 )
 def _pretrain(args: argparse.Namespace) -> int:

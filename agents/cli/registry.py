@@ -46,7 +46,7 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 def build_parser(only: str | None = "all") -> argparse.ArgumentParser:
     """The ``arith-rl`` parser, with the arguments of every command (``only="all"``), of one, or none."""
     parser = argparse.ArgumentParser(
-        prog="arith-rl", description="arith-gym: RL fine-tuning of small LMs on scratchpad addition."
+        prog="arith-rl", description="arith-gym: RL fine-tuning of small LMs on scratchpad arithmetic tasks."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, spec in COMMANDS.items():

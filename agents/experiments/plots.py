@@ -44,8 +44,8 @@ def plot_runs(
     return save_figure(figure, out)
 
 
-def _accuracy_axis(axis, name: str, ylabel: str) -> None:
-    axis.set_title(f"{name}: sampled at the policy temperature")
+def _accuracy_axis(axis, name: str, ylabel: str, problems: str = "") -> None:
+    axis.set_title(f"{name}: sampled at the policy temperature{problems}")
     axis.set_xlabel("episodes")
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
@@ -65,6 +65,16 @@ def _mean_band(points: list[tuple]) -> tuple[float, float, float, float]:
     return float(np.mean([episodes for _, episodes, _ in points])), estimate.mean, low, high
 
 
+def problems_note(evaluations: list[dict], split: str) -> str:
+    """How many problems each point of ``split``'s curves scores, for a title: a comparison scores
+    its intermediate evaluations on the set's first problems and the final one on all of them, so a
+    step into the last point may be the problems changing, not the policy."""
+    sizes = sorted({int(row.get("problems", 0)) for row in evaluations if row["split"] == split} - {0})
+    if len(sizes) > 1:
+        return f"\n({sizes[0]} problems per point, the final {sizes[-1]})"
+    return f" ({sizes[0]} problems)" if sizes else ""
+
+
 def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Path:
     """``split`` and comfort sampled accuracy vs episodes: mean line and 95% CI band per method."""
     figure = Figure(figsize=(10, 3.8))
@@ -73,7 +83,7 @@ def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Pat
         for label, grouped in curves(evaluations, name).items():  # in the order of the runs
             seeds = len(grouped[min(grouped)])
             _band_line(axis, grouped, f"{label} ({seeds} seed{'s' if seeds > 1 else ''})", scale=100)
-        _accuracy_axis(axis, name, "% correct (mean, 95% CI)")
+        _accuracy_axis(axis, name, "% correct (mean, 95% CI)", problems_note(evaluations, name))
     axes[0].legend()
     return save_figure(figure, out)
 
@@ -152,7 +162,7 @@ def _panels(
     for axis, (name, evaluations) in zip(axes, panels.items(), strict=False):
         for label, grouped in curves(evaluations, split).items():
             _band_line(axis, grouped, label, scale=100)
-        axis.set_title(f"{name}: {split}", fontsize=9)
+        axis.set_title(f"{name}: {split}{problems_note(evaluations, split)}", fontsize=9)
         axis.set_xlabel("episodes")
         axis.grid(alpha=0.3)
         if legend_on_all:
