@@ -89,6 +89,11 @@ def test_every_run_is_evaluated_on_the_same_saved_heldout_set(compared):
     final = {(r["split"], r["problems"]) for r in rows if r["episodes"] == "8"}
     earlier = {(r["split"], r["problems"]) for r in rows if r["episodes"] != "8"}
     assert final == {("plus1", "6"), ("comfort", "5")} and earlier == {("plus1", "4"), ("comfort", "4")}
+    # the curves stay on the intermediate problems to the last point (the final one's first 4)
+    assert {(r["split"], r["curve_problems"]) for r in rows} == {("plus1", "4"), ("comfort", "4")}
+    for r in rows:
+        if r["episodes"] != "8":
+            assert r["curve_accuracy"] == r["accuracy"]
     text = summary.read_text()
     assert "## Which noise dominates" in text and "binomial SD" in text
     assert "| ppo-critical-s0 | " in text and "(n=6)" in text and "(n=5)" in text

@@ -126,3 +126,22 @@ def test_critical_probabilities_stay_on_the_intermediate_prefix(micro_model):
     assert got == pytest.approx(expected, abs=1e-6) and got
     everything = critical_probabilities(micro_model, eval_set.head("plus1"), 2, 1.0)
     assert everything != pytest.approx(expected, abs=1e-6)
+
+
+def test_the_final_evaluation_also_scores_the_intermediate_problems(micro_model):
+    """Over all 6 problems, the evaluation also reports its accuracy on the first 3 (what the
+    intermediate evaluations score), so a curve's last point is on the same problems as the others.
+    Greedy decoding makes the two figures comparable exactly."""
+    from agents.evaluation.accuracy import rl_evaluation
+
+    eval_set = heldout_eval_set(2, "plus1", 6, 4)
+    final = rl_evaluation(micro_model, 2, "plus1", 1.0, None, eval_set=eval_set, critical_episodes=3)
+    head = rl_evaluation(micro_model, 2, "plus1", 1.0, 3, eval_set=eval_set, critical_episodes=3)
+    assert (final["plus1_problems"], final["plus1_problems_head"], final["comfort_problems_head"]) == (
+        6,
+        3,
+        3,
+    )
+    assert final["plus1_greedy_head"] == head["plus1_greedy"]
+    assert final["comfort_greedy_head"] == head["comfort_greedy"]
+    assert "plus1_sampled_head" in final and not any(key.endswith("_head") for key in head)

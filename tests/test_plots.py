@@ -31,12 +31,15 @@ def test_plot_runs_needs_one_label_per_run(tmp_path: Path) -> None:
         plot_runs(runs, tmp_path / "x.png", labels=["a", "b"])
 
 
-def test_problems_note_says_when_the_final_point_scores_more_problems() -> None:
-    # intermediate evaluations on the set's first 100 problems, the final one on all 400: a reader
-    # must not read the step into the last point as the policy changing
-    rows = [{"split": "plus1", "problems": n} for n in (100, 100, 400)] + [
+def test_problems_note_says_how_many_problems_each_point_scores() -> None:
+    # the curves draw every point on the set's first problems (the final evaluation's head)
+    rows = [{"split": "plus1", "problems": n, "curve_problems": 100} for n in (100, 100, 400)]
+    assert problems_note(rows, "plus1") == " (100 problems per point)"
+    # rows from before the head figures: the final point scores all 400, which the title must say
+    # (a step into the last point may be the problems changing, not the policy)
+    old = [{"split": "plus1", "problems": n} for n in (100, 100, 400)] + [
         {"split": "comfort", "problems": 200}
     ]
-    assert problems_note(rows, "plus1") == "\n(100 problems per point, the final 400)"
-    assert problems_note(rows, "comfort") == " (200 problems)"
+    assert problems_note(old, "plus1") == "\n(100 problems per point, the final 400)"
+    assert problems_note(old, "comfort") == " (200 problems per point)"
     assert problems_note([{"split": "plus1", "problems": 0}], "plus1") == ""  # runs from before the count

@@ -117,6 +117,11 @@ def policy_accuracy(
 
 
 EVAL_BATCH = 1024
+
+HEAD = "_head"
+"""Suffix of the final evaluation's figures on its first ``critical_episodes`` problems only (the
+intermediate evaluations' problems): ``plus1_sampled_head``, ``plus1_problems_head``. A curve drawn
+from them stays on one problem set to its last point; the set's later problems are often harder."""
 """Episodes decoded side by side in an evaluation (a KV cache of the tiny model: ~2 MB each)."""
 
 
@@ -140,7 +145,9 @@ def rl_evaluation(
     run and method sees the same ones; ``seed`` drives the sampling. ``{name}_problems`` says how
     many problems each accuracy is over. The teacher-forced p(right) per critical label is taken
     on the first ``critical_episodes`` problems of ``split`` (None: ``episodes``); a trainer passes
-    its intermediate count, so the curve of every label is on the same problems at every evaluation.
+    its intermediate count, so the curve of every label is on the same problems at every evaluation;
+    an evaluation over more problems than that also gives its accuracies on those first ones
+    (suffix :data:`HEAD`).
     ``tokenizer``: the model's own (:func:`~agents.lm.episodes.play_episodes`); the teacher-forced
     p(right) per label is then left out (it reads the character ids).
     """
@@ -170,6 +177,9 @@ def rl_evaluation(
         for name, start, end in zip(names, bounds[:-1], bounds[1:], strict=True):
             metrics[f"{name}_problems"] = int(end - start)
             metrics[f"{name}_{label}"] = float(solved[start:end].mean())
+            if critical_episodes is not None and critical_episodes < end - start:
+                metrics[f"{name}_problems{HEAD}"] = critical_episodes
+                metrics[f"{name}_{label}{HEAD}"] = float(solved[start : start + critical_episodes].mean())
             if name == split and label == "sampled":
                 chosen = slice(start, end)
                 metrics.update(

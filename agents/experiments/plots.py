@@ -17,6 +17,8 @@ from agents.evaluation.stats import mean_ci
 from agents.experiments.results import curves, group_label
 from agents.rundir import read_metrics
 
+CURVE = "curve_accuracy"
+
 
 def plot_runs(
     run_dirs: Sequence[str | Path],
@@ -66,13 +68,15 @@ def _mean_band(points: list[tuple]) -> tuple[float, float, float, float]:
 
 
 def problems_note(evaluations: list[dict], split: str) -> str:
-    """How many problems each point of ``split``'s curves scores, for a title: a comparison scores
-    its intermediate evaluations on the set's first problems and the final one on all of them, so a
-    step into the last point may be the problems changing, not the policy."""
-    sizes = sorted({int(row.get("problems", 0)) for row in evaluations if row["split"] == split} - {0})
+    """How many problems each point of ``split``'s curves scores, for a title. The curves draw
+    ``curve_accuracy`` (every point on the set's first problems); rows without it (a comparison from
+    before it) draw ``accuracy``, whose final point scores the whole set: said, since a step into the
+    last point may then be the problems changing, not the policy."""
+    rows = [row for row in evaluations if row["split"] == split]
+    sizes = sorted({int(row.get("curve_problems", row.get("problems", 0))) for row in rows} - {0})
     if len(sizes) > 1:
         return f"\n({sizes[0]} problems per point, the final {sizes[-1]})"
-    return f" ({sizes[0]} problems)" if sizes else ""
+    return f" ({sizes[0]} problems per point)" if sizes else ""
 
 
 def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Path:
@@ -80,7 +84,7 @@ def plot_comparison(evaluations: list[dict], split: str, out: str | Path) -> Pat
     figure = Figure(figsize=(10, 3.8))
     axes = figure.subplots(1, 2, sharex=True)
     for axis, name in zip(axes, (split, "comfort"), strict=True):
-        for label, grouped in curves(evaluations, name).items():  # in the order of the runs
+        for label, grouped in curves(evaluations, name, field=CURVE).items():  # in the order of the runs
             seeds = len(grouped[min(grouped)])
             _band_line(axis, grouped, f"{label} ({seeds} seed{'s' if seeds > 1 else ''})", scale=100)
         _accuracy_axis(axis, name, "% correct (mean, 95% CI)", problems_note(evaluations, name))
@@ -160,7 +164,7 @@ def _panels(
     figure = Figure(figsize=(size[0] * columns, size[1] * rows))
     axes = figure.subplots(rows, columns, squeeze=False, sharey=True).ravel()
     for axis, (name, evaluations) in zip(axes, panels.items(), strict=False):
-        for label, grouped in curves(evaluations, split).items():
+        for label, grouped in curves(evaluations, split, field=CURVE).items():
             _band_line(axis, grouped, label, scale=100)
         axis.set_title(f"{name}: {split}{problems_note(evaluations, split)}", fontsize=9)
         axis.set_xlabel("episodes")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.evaluation.accuracy import HEAD
 from agents.evaluation.stats import Estimate, mean_ci, paired_difference
 from agents.experiments.jobs import Job
 from agents.rundir import read_metrics, write_rows
@@ -55,7 +56,16 @@ def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict
                     split, mode = key.rsplit("_", 1)
                     problems = int(row.get(f"{split}_problems", 0))  # 0: a run from before the count
                     evaluations.append(
-                        {**base, "split": split, "mode": mode, "accuracy": value, "problems": problems}
+                        {
+                            **base,
+                            "split": split,
+                            "mode": mode,
+                            "accuracy": value,
+                            "problems": problems,
+                            # the curves' figure: the final evaluation on the intermediate problems
+                            "curve_accuracy": row.get(key + HEAD, value),
+                            "curve_problems": int(row.get(f"{split}_problems{HEAD}", problems)),
+                        }
                     )
                 elif key.startswith("p_critical/"):
                     critical.append({**base, "label": key.split("/", 1)[1], "probability": value})
@@ -71,14 +81,18 @@ def group_label(algo: str, method: str, algos: Sequence[str]) -> str:
     return method if len(set(algos)) == 1 else f"{algo}:{method}"
 
 
-def curves(evaluations: list[dict], split: str, mode: str = "sampled") -> dict[str, dict[int, list[tuple]]]:
-    """label -> eval index -> [(seed, episodes, accuracy)] for one split and mode."""
+def curves(
+    evaluations: list[dict], split: str, mode: str = "sampled", field: str = "accuracy"
+) -> dict[str, dict[int, list[tuple]]]:
+    """label -> eval index -> [(seed, episodes, accuracy)] for one split and mode; ``field``
+    ``curve_accuracy``: each evaluation on the intermediate problems (rows without it: ``accuracy``)."""
     algos = sorted({row["algo"] for row in evaluations})
     grouped: dict[str, dict[int, list[tuple]]] = defaultdict(lambda: defaultdict(list))
     for row in evaluations:
         if row["split"] == split and row["mode"] == mode:
             label = group_label(row["algo"], row["method"], algos)
-            grouped[label][row["eval_index"]].append((row["seed"], row["episodes"], row["accuracy"]))
+            accuracy = row.get(field, row["accuracy"])
+            grouped[label][row["eval_index"]].append((row["seed"], row["episodes"], accuracy))
     return grouped
 
 
