@@ -118,11 +118,12 @@ def policy_accuracy(
 
 EVAL_BATCH = 1024
 
+"""Episodes decoded side by side in an evaluation (a KV cache of the tiny model: ~2 MB each)."""
+
 HEAD = "_head"
 """Suffix of the final evaluation's figures on its first ``critical_episodes`` problems only (the
 intermediate evaluations' problems): ``plus1_sampled_head``, ``plus1_problems_head``. A curve drawn
 from them stays on one problem set to its last point; the set's later problems are often harder."""
-"""Episodes decoded side by side in an evaluation (a KV cache of the tiny model: ~2 MB each)."""
 
 
 def rl_evaluation(
