@@ -117,7 +117,6 @@ def policy_accuracy(
 
 
 EVAL_BATCH = 1024
-
 """Episodes decoded side by side in an evaluation (a KV cache of the tiny model: ~2 MB each)."""
 
 HEAD = "_head"
