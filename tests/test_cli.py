@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from agents.cli import main
+from agents.evaluation.heldout import heldout_eval_set
 from agents.lm.model import load_reference
 from agents.rundir import read_metrics
 
@@ -101,8 +102,18 @@ def test_eval_of_a_run(trained, capsys):
     trained, _ = trained
     assert main(["eval", str(trained), "--episodes", "4"]) == 0
     out = capsys.readouterr().out
-    assert "checkpoint: N=1, T=1.5, 4 held-out problems per split" in out
+    assert "checkpoint: N=1, T=1.5, held-out problems: 4 comfort, 4 plus1" in out
     assert "comfort: sampled" in out and "plus1: sampled" in out
+
+
+def test_eval_on_a_comparisons_eval_set_scores_all_its_problems(trained, tmp_path, capsys):
+    # what a comparison's curves start from: the reference on the same problems as the final evaluation
+    trained, _ = trained
+    eval_set = heldout_eval_set(1, "plus1", 5, 3).save(tmp_path / "eval_set.json")
+    assert main(["eval", str(trained), "--eval-set", str(eval_set)]) == 0
+    assert "held-out problems: 3 comfort, 5 plus1" in capsys.readouterr().out
+    assert main(["eval", str(trained), "--eval-set", str(eval_set), "--episodes", "2"]) == 0
+    assert "held-out problems: 2 comfort, 2 plus1" in capsys.readouterr().out
 
 
 def test_eval_of_a_model_directory(pretrained, capsys):

@@ -82,10 +82,13 @@ def test_plot_of_a_split_the_runs_never_evaluated_is_refused(micro_reference_dir
     assert not (tmp_path / "p.png").exists()
 
 
-def test_passk_refuses_an_eval_set_of_another_n(micro_reference_dir, tmp_path, capsys):
+@pytest.mark.parametrize("command", ["passk", "eval"])
+def test_passk_and_eval_refuse_an_eval_set_of_another_n(command, micro_reference_dir, tmp_path, capsys):
     wrong = heldout_eval_set(2, "plus1", 4, 4).save(tmp_path / "eval_set.json")  # N=2; the model's is 1
-    argv = ["passk", str(micro_reference_dir), "--out", str(tmp_path / "pk"), "--eval-set", str(wrong)]
-    code, last = _run([*argv, "--samples", "2", "--problems", "2"], capsys)
+    argv = [command, str(micro_reference_dir), "--eval-set", str(wrong)]
+    if command == "passk":
+        argv += ["--out", str(tmp_path / "pk"), "--samples", "2", "--problems", "2"]
+    code, last = _run(argv, capsys)
     assert (
         code == 2 and "holds Addition problems for N=2, but" in last and "pre-trained on Addition N=1" in last
     )

@@ -6,9 +6,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agents.cli.config_options import add_config_options, config_overrides
 from agents.cli.registry import add_device, comma_list, command, number_list, parse_settings, positive_int
+
+if TYPE_CHECKING:
+    from agents.evaluation.heldout import EvalSet
+    from agents.lm.model import TaskInfo
 
 # --------------------------------------------------------------------------- train and eval
 
@@ -117,9 +122,14 @@ def _print_eval(metrics: dict[str, float], split: str) -> None:
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="run directory (arith-rl train --out) or model directory")
-    parser.add_argument("--episodes", type=positive_int, default=100, help="problems per split")
+    parser.add_argument(
+        "--episodes", type=positive_int, help="problems per split (default: 100, or all of --eval-set)"
+    )
     parser.add_argument("--split", help="harder split, e.g. plus1 (default: the run's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the problems and the sampling")
+    parser.add_argument(
+        "--eval-set", help="an eval_set.json (e.g. a comparison's) to take the problems from, in order"
+    )
     add_device(parser)
 
 
@@ -155,8 +165,11 @@ def _eval(args: argparse.Namespace) -> int:
     model_dir, run = _model_dir(args.run_dir)
     split = args.split or _run_split(run) or "plus1"
     model, task = load_reference(model_dir)
-    count = args.episodes
-    eval_set = heldout_eval_set(task.comfort_digits, split, count, count, task=task.task)
+    if args.eval_set:
+        eval_set, count = _load_eval_set(args.eval_set, task, model_dir), args.episodes
+    else:
+        count = args.episodes or 100
+        eval_set = heldout_eval_set(task.comfort_digits, split, count, count, task=task.task)
     metrics = rl_evaluation(
         model.to(args.device),
         task.comfort_digits,
@@ -166,12 +179,23 @@ def _eval(args: argparse.Namespace) -> int:
         args.seed,
         eval_set=eval_set,
     )
-    print(
-        f"{model_dir}: N={task.comfort_digits}, T={task.temperature:g}, "
-        f"{args.episodes} held-out problems per split"
-    )
+    sizes = ", ".join(f"{metrics[f'{name}_problems']} {name}" for name in dict.fromkeys(("comfort", split)))
+    print(f"{model_dir}: N={task.comfort_digits}, T={task.temperature:g}, held-out problems: {sizes}")
     _print_eval(metrics, split)
     return 0
+
+
+def _load_eval_set(path: str, task: TaskInfo, model_dir: Path) -> EvalSet:
+    """The evaluation set at ``path``, refused in one line unless its task and N are the model's."""
+    from agents.evaluation.heldout import EvalSet
+
+    eval_set = EvalSet.load(path)
+    if (eval_set.comfort_digits, eval_set.task) != (task.comfort_digits, task.task):
+        raise ValueError(
+            f"--eval-set {path} holds {eval_set.task} problems for N={eval_set.comfort_digits}, "
+            f"but {model_dir} was pre-trained on {task.task} N={task.comfort_digits}"
+        )
+    return eval_set
 
 
 def _passk_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,7 +216,7 @@ def _passk_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("passk", "pass@k curves (unbiased estimator) of models on held-out problems", _passk_arguments)
 def _passk(args: argparse.Namespace) -> int:
-    from agents.evaluation.heldout import EvalSet, heldout_eval_set
+    from agents.evaluation.heldout import heldout_eval_set
     from agents.evaluation.passk import correct_counts, passk_rows
     from agents.experiments.plots import plot_passk
     from agents.lm.model import load_reference
@@ -209,14 +233,7 @@ def _passk(args: argparse.Namespace) -> int:
     for label, model_dir in models:
         model, task = load_reference(model_dir)
         if args.eval_set:
-            eval_set = EvalSet.load(args.eval_set)
-            if (eval_set.comfort_digits, eval_set.task) != (task.comfort_digits, task.task):
-                raise ValueError(
-                    f"--eval-set {args.eval_set} holds {eval_set.task} problems for "
-                    f"N={eval_set.comfort_digits}, but {model_dir} was pre-trained on {task.task} "
-                    f"N={task.comfort_digits}"
-                )
-            problems = eval_set.head(split, args.problems)
+            problems = _load_eval_set(args.eval_set, task, model_dir).head(split, args.problems)
         else:
             problems = heldout_eval_set(task.comfort_digits, split, args.problems, 1, task=task.task).head(
                 split
