@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from agents.experiments.plots import plot_runs, problems_note
+from agents.experiments.results import curve_value
 
 
 def _fake_run(path: Path, accuracies: list[float]) -> Path:
@@ -43,3 +44,9 @@ def test_problems_note_says_how_many_problems_each_point_scores() -> None:
     assert problems_note(old, "plus1") == "\n(100 problems per point, the final 400)"
     assert problems_note(old, "comfort") == " (200 problems per point)"
     assert problems_note([{"split": "plus1", "problems": 0}], "plus1") == ""  # runs from before the count
+
+
+def test_a_curve_draws_the_final_evaluation_on_the_intermediate_problems() -> None:
+    final = {"plus1_sampled": 0.40, "plus1_sampled_head": 0.55}  # all 400 problems; the first 100
+    assert curve_value(final, "plus1_sampled") == 0.55
+    assert curve_value({"plus1_sampled": 0.3}, "plus1_sampled") == 0.3  # an intermediate evaluation

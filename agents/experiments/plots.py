@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from agents.evaluation.stats import mean_ci
-from agents.experiments.results import curves, group_label
+from agents.experiments.results import curve_value, curves, group_label
 from agents.rundir import read_metrics
 
 CURVE = "curve_accuracy"
@@ -26,7 +26,8 @@ def plot_runs(
     labels: Sequence[str] | None = None,
     split: str = "plus1",
 ) -> Path:
-    """Sampled accuracy on ``split`` and on ``comfort`` against episodes seen, one line per run."""
+    """Sampled accuracy on ``split`` and on ``comfort`` against episodes seen, one line per run
+    (every point on the intermediate evaluations' problems, the last one included)."""
     labels = list(labels) if labels else [Path(r).name for r in run_dirs]
     for run in run_dirs:  # an empty plot with rc 0 would look like a run that never learned
         if not any(f"{split}_sampled" in row for row in read_metrics(run)):
@@ -39,7 +40,8 @@ def plot_runs(
         rows = [r for r in read_metrics(run) if f"{split}_sampled" in r]
         episodes = [r["episodes"] for r in rows]
         for axis, name in zip(axes, (split, "comfort"), strict=True):
-            axis.plot(episodes, [100 * r[f"{name}_sampled"] for r in rows], marker="o", ms=3, label=label)
+            accuracy = [100 * curve_value(r, f"{name}_sampled") for r in rows]
+            axis.plot(episodes, accuracy, marker="o", ms=3, label=label)
     for axis, name in zip(axes, (split, "comfort"), strict=True):
         _accuracy_axis(axis, name, "% correct")
     axes[0].legend()

@@ -63,7 +63,7 @@ def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict
                             "accuracy": value,
                             "problems": problems,
                             # the curves' figure: the final evaluation on the intermediate problems
-                            "curve_accuracy": row.get(key + HEAD, value),
+                            "curve_accuracy": curve_value(row, key),
                             "curve_problems": int(row.get(f"{split}_problems{HEAD}", problems)),
                         }
                     )
@@ -74,6 +74,12 @@ def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict
     write_rows(out / "critical.csv", critical)
     write_rows(out / "runs.csv", runs)
     return evaluations, critical, runs
+
+
+def curve_value(row: dict[str, float], key: str) -> float:
+    """A metrics row's ``key`` (e.g. ``plus1_sampled``) as a curve draws it: a final evaluation's
+    figure on the intermediate evaluations' problems where it has one (``key`` + :data:`HEAD`)."""
+    return row.get(key + HEAD, row[key])
 
 
 def group_label(algo: str, method: str, algos: Sequence[str]) -> str:
