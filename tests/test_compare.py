@@ -209,6 +209,19 @@ def test_threshold_and_verdict_wording():
     assert "not reached (0/3)" in text
 
 
+def test_the_final_is_on_all_problems_and_the_threshold_on_the_curve():
+    # the final evaluation: 0.2 on all problems, 0.3 on the intermediate ones (its curve point)
+    rows = _evaluation_rows({"uniform": [0.1, 0.1], "critical": [0.2, 0.2]})
+    for row in rows:
+        row["curve_accuracy"] = (
+            0.3 if row["method"] == "critical" and row["episodes"] == 64 else row["accuracy"]
+        )
+    results, threshold = summarize_methods(rows, "plus1", threshold=0.25)
+    critical = next(r for r in results if r.label == "critical")
+    assert critical.final.mean == pytest.approx(0.2)  # the table: every problem of the set
+    assert critical.reached == 2 and critical.episodes_to_threshold.mean == 64  # the curve
+
+
 def test_gap_to_the_oracle_by_hand():
     rows = _evaluation_rows(
         {"uniform": [0.3, 0.4, 0.35], "critical_auto": [0.8, 0.8, 0.9], "oracle_critical": [0.9, 0.8, 0.85]}

@@ -126,6 +126,8 @@ def _final_by_seed(grouped: dict[int, list[tuple]]) -> dict[int, float]:
 def summarize_methods(evaluations: list[dict], split: str, threshold: float | None = None):
     """Per-method results, and the threshold used (None: initial mean accuracy + 0.15)."""
     harder, comfort = curves(evaluations, split), curves(evaluations, "comfort")
+    # when a run first reaches the threshold is read off its curve (every point on one problem set)
+    along_curve = curves(evaluations, split, field="curve_accuracy")
     if threshold is None:
         initial = [acc for groups in harder.values() for _, _, acc in groups.get(0, [])]
         threshold = float(np.mean(initial)) + 0.15
@@ -138,7 +140,7 @@ def summarize_methods(evaluations: list[dict], split: str, threshold: float | No
         if baseline != label and baseline in harder:
             difference = _paired(final, _final_by_seed(harder[baseline]))
             difference_comfort = _paired(final_comfort, _final_by_seed(comfort[baseline]))
-        reached_at = _episodes_to(grouped, threshold)
+        reached_at = _episodes_to(along_curve[label], threshold)
         results.append(
             MethodResult(
                 label,
