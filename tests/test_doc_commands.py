@@ -2,7 +2,8 @@
 
 A command is an ``arith-rl`` line of a shell block, or an inline code span ``arith-rl COMMAND
 ...`` with at least one argument (a span with the command's name alone is a mention). Plug-in
-files that exist are loaded first, as the command line does.
+files are loaded first, as the command line does; a command naming a plug-in that is not in the
+repository (a file the docs show inline, the reader's own) is skipped.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def doc_commands() -> list[tuple[str, str]]:
     found = []
     for page in PAGES:
         text = page.read_text()
-        for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.DOTALL):
+        # fences paired in order, so a block in another language cannot shift the pairing
+        blocks = re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+        for block in (body for language, body in blocks if language in ("", "bash", "sh", "console")):
             for line in block.replace("\\\n", " ").splitlines():
                 match = re.search(r"(?:^|\s)(arith-rl\s.*)$", line.strip())
                 if match:
@@ -47,7 +50,10 @@ def test_the_docs_print_commands():
 @pytest.mark.parametrize(("page", "command"), COMMANDS, ids=[f"{p}: {c[:70]}" for p, c in COMMANDS])
 def test_a_printed_command_parses(page, command, capsys):
     argv = shlex.split(command)[1:]
-    load_plugins([path for path in plugin_paths(argv) if (ROOT / path).is_file()])
+    missing = [path for path in plugin_paths(argv) if not (ROOT / path).is_file()]
+    if missing:  # the docs show such a file inline (docs/rl.md's my_methods.py): its names are unknown here
+        pytest.skip(f"plug-in {missing[0]} is the reader's own file")
+    load_plugins(plugin_paths(argv))
     try:
         build_parser(argv[0]).parse_args(argv)
     except SystemExit:
