@@ -97,7 +97,7 @@ def curves(
     for row in evaluations:
         if row["split"] == split and row["mode"] == mode:
             label = group_label(row["algo"], row["method"], algos)
-            accuracy = row.get(field, row["accuracy"])
+            accuracy = float(row.get(field, row["accuracy"]))  # rows read back from a CSV hold strings
             grouped[label][row["eval_index"]].append((row["seed"], row["episodes"], accuracy))
     return grouped
 
