@@ -14,10 +14,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from agents.evaluation.stats import mean_ci
-from agents.experiments.results import curve_value, curves, group_label
+from agents.experiments.results import CURVE, curve_value, curves, group_label
 from agents.rundir import read_metrics
-
-CURVE = "curve_accuracy"
 
 
 def plot_runs(

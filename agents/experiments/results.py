@@ -20,6 +20,9 @@ from agents.evaluation.stats import Estimate, mean_ci, paired_difference
 from agents.experiments.jobs import Job
 from agents.rundir import read_metrics, write_rows
 
+CURVE = "curve_accuracy"
+"""The ``evaluations.csv`` column a curve draws (:func:`curve_value` of each evaluation)."""
+
 
 def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
     """Every evaluation of every run (``evaluations.csv``, ``critical.csv``) and each run's
@@ -63,7 +66,7 @@ def collect(jobs: Sequence[Job], out: str | Path) -> tuple[list[dict], list[dict
                             "accuracy": value,
                             "problems": problems,
                             # the curves' figure: the final evaluation on the intermediate problems
-                            "curve_accuracy": curve_value(row, key),
+                            CURVE: curve_value(row, key),
                             "curve_problems": int(row.get(f"{split}_problems{HEAD}", problems)),
                         }
                     )
@@ -127,7 +130,7 @@ def summarize_methods(evaluations: list[dict], split: str, threshold: float | No
     """Per-method results, and the threshold used (None: initial mean accuracy + 0.15)."""
     harder, comfort = curves(evaluations, split), curves(evaluations, "comfort")
     # when a run first reaches the threshold is read off its curve (every point on one problem set)
-    along_curve = curves(evaluations, split, field="curve_accuracy")
+    along_curve = curves(evaluations, split, field=CURVE)
     if threshold is None:
         initial = [acc for groups in harder.values() for _, _, acc in groups.get(0, [])]
         threshold = float(np.mean(initial)) + 0.15
